@@ -1,0 +1,57 @@
+/*
+ * fault.c -- see fault.h. The armed point and its countdown are set once at
+ * start; rill_fault() compares a string only when a point is armed.
+ */
+#include <stddef.h>
+#include "fault.h"
+#include "log.h"
+
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *points[] = {"before_pg_commit", "after_pg_commit", "after_kafka_commit",
+                               "mid_restore",      "in_rebalance",    "results_in_flight",
+                               NULL};
+static char armed[64];
+static atomic_long remaining;
+
+int rill_fault_init(char *errstr, size_t errstr_size) {
+        const char *spec = getenv("RILL_FAULT");
+        armed[0] = '\0';
+        if (!spec || !*spec)
+                return 0;
+        const char *colon = strchr(spec, ':');
+        size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+        long n = colon ? atol(colon + 1) : 1;
+        int known = 0;
+        for (int i = 0; points[i]; i++)
+                if (strlen(points[i]) == len && !strncmp(points[i], spec, len))
+                        known = 1;
+        if (!known || len >= sizeof(armed) || n < 1) {
+                snprintf(errstr, errstr_size,
+                         "invalid RILL_FAULT \"%s\": expected <point>[:<n>] with point one of "
+                         "before_pg_commit, after_pg_commit, after_kafka_commit, mid_restore, "
+                         "in_rebalance, results_in_flight",
+                         spec);
+                return -1;
+        }
+        memcpy(armed, spec, len);
+        armed[len] = '\0';
+        atomic_store(&remaining, n);
+        rill_log(RILL_LOG_WARN, "fault_armed", "point=%s hit=%ld", armed, n);
+        return 0;
+}
+
+void rill_fault(const char *point) {
+        if (!armed[0] || strcmp(point, armed))
+                return;
+        if (atomic_fetch_sub(&remaining, 1) == 1) {
+                rill_log(RILL_LOG_WARN, "fault_fired", "point=%s", point);
+                kill(getpid(), SIGKILL);
+                _exit(137); /* not reached */
+        }
+}

@@ -1,0 +1,20 @@
+/*
+ * fault.h -- named fault-injection points for the crash-recovery tests.
+ *
+ * RILL_FAULT=<point>[:<n>] makes the process die on the spot (SIGKILL to
+ * itself: no cleanup, no flush, no atexit) the n-th time (default 1st) that
+ * point is reached. Without the variable every point is a cheap no-op.
+ * Points: before_pg_commit, after_pg_commit, after_kafka_commit,
+ * mid_restore, in_rebalance, results_in_flight.
+ */
+#ifndef RILL_FAULT_H
+#define RILL_FAULT_H
+
+/** Read RILL_FAULT. @returns -1 and fills errstr for an unknown point.
+ *  @locality application thread, before threads start. */
+int rill_fault_init(char *errstr, size_t errstr_size);
+
+/** Reach a fault point. @locality any thread (the hit counter is atomic). */
+void rill_fault(const char *point);
+
+#endif

@@ -1,0 +1,117 @@
+/*
+ * internal.h -- the runtime's shared structures (not part of the public API).
+ *
+ * Ownership:
+ *   rill_app_t     -- created on the application thread; read-only while the
+ *                     stream threads run, except `stop` (atomic) and the
+ *                     fatal error slot (under fatal_lock).
+ *   rill_worker_t  -- one per stream thread; everything in it, its tasks, its
+ *                     Kafka clients, its Postgres sink and its stores, is
+ *                     owned and touched only by that thread.
+ */
+#ifndef RILL_INTERNAL_H
+#define RILL_INTERNAL_H
+
+#include "rill.h"
+#include "pgsink.h"
+#include "restore.h"
+#include "wstore.h"
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+
+typedef struct rill_worker rill_worker_t;
+
+struct rill_app {
+        rill_conf_t *conf;
+        rill_topology_t topo;
+        const char *app_id, *input_topic, *output_topic, *bootstrap, *state_dir;
+        char dlq_topic[256], repartition_topic[256], changelog_topic[256];
+        char process_id[128];
+        int keyed, partitions, nthreads;
+        int64_t window_ms, grace_ms, commit_ms, idle_ms, restore_timeout_ms;
+        rill_pgsink_spec_t pgspec;
+        int lock_fd;
+        atomic_int stop;
+        pthread_mutex_t fatal_lock;
+        char fatal[512];
+        rill_worker_t **workers;
+};
+
+typedef enum { RILL_TASK_SOURCE, RILL_TASK_AGG } rill_task_kind_t;
+
+/** A task: the unit of work of one input partition. Owned by one worker. */
+typedef struct rill_task {
+        rill_task_kind_t kind;
+        const char *topic; /* points at app's topic names */
+        int32_t partition;
+        /* input offsets */
+        int64_t first_uncommitted; /* first offset consumed since last commit, -1 none */
+        int64_t next_offset;       /* last processed + 1, -1 none */
+        int64_t committed_offset;  /* next_offset at the last commit, -1 unknown */
+        int64_t records_since_commit;
+        /* aggregation tasks only */
+        rill_wstore_t *store;
+        int64_t stream_time, committed_stream_time;
+        int64_t closed_bound, committed_closed_bound;
+        int64_t epoch; /* Postgres fencing epoch; 0 = not yet acquired */
+        int64_t last_activity_ms;
+        int64_t changelog_next; /* from delivery reports in this commit, -1 none */
+        rill_wlist_t closing;   /* windows closed in the open transaction */
+} rill_task_t;
+
+/* ---- task.c: per-task work, @locality the owning stream thread ---------------- */
+
+/** Open an aggregation task's store and restore it from the changelog. */
+int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
+void rill_task_close(rill_task_t *t);
+/** Process one consumed record. Side effects go through the worker's
+ *  transaction (repartition, dead letters). @returns 0, or -1 on a store
+ *  error (errstr), which fails the commit cycle. */
+int rill_task_process(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+                      char *errstr, size_t errstr_size);
+/** Close due windows and produce changelog, results and stream time into the
+ *  open transaction; queue results for Postgres. @returns 0 or -1. */
+int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
+/** Transaction committed: apply the store, move committed marks. */
+int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size);
+/** Transaction aborted: drop uncommitted state, return the offset to rewind
+ *  the consumer to (-1: nothing consumed since the last commit). */
+int64_t rill_task_abort(rill_task_t *t);
+/** Advance stream time to wall-clock time after idle.timeout.ms. */
+void rill_task_idle_check(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms);
+
+/* ---- worker.c: the services a task uses from its thread ------------------------- */
+
+rill_app_t *rill_worker_app(rill_worker_t *w);
+/** Produce into the worker's transaction (begun on first use).
+ *  @returns 0 or -1 (errstr). */
+int rill_worker_produce(rill_worker_t *w, const char *topic, int32_t partition,
+                        const void *key, size_t key_len, const void *value, size_t value_len,
+                        rd_kafka_headers_t *hdrs, void *opaque, char *errstr,
+                        size_t errstr_size);
+/** Send a record to the dead-letter topic with its reason. */
+int rill_worker_dead_letter(rill_worker_t *w, const rd_kafka_message_t *m, const void *value,
+                            size_t value_len, const rill_reject_t *rej, char *errstr,
+                            size_t errstr_size);
+rill_pgsink_t *rill_worker_pg(rill_worker_t *w);
+rill_restorer_t *rill_worker_restorer(rill_worker_t *w);
+
+rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t errstr_size);
+void rill_worker_destroy(rill_worker_t *w);
+pthread_t *rill_worker_thread(rill_worker_t *w);
+/** Thread entry point. @locality its own stream thread. */
+void *rill_worker_main(void *arg);
+
+/* ---- runtime.c ---------------------------------------------------------------- */
+
+/** Record a fatal error and ask every thread to stop. @locality any thread. */
+void rill_app_fail(rill_app_t *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int64_t rill_now_mono_ms(void);
+int64_t rill_now_wall_ms(void);
+
+/* the repartition record value: version byte, amount, event time, original bytes */
+#define RILL_REPART_HDR 17
+
+#endif

@@ -1,0 +1,22 @@
+/*
+ * log.h -- structured logging (logfmt or JSON lines on stderr).
+ *
+ * rill_log(level, "event", "key=%s n=%d", ...) writes one line
+ *   ts=2026-11-23T21:09:33.123Z level=info event=commit key=... n=...
+ * or, with log.format=json, {"ts":...,"level":...,"event":...,"msg":"key=... n=..."}.
+ * Thread-safe: each line is written with one fputs under stdio's lock.
+ */
+#ifndef RILL_LOG_H
+#define RILL_LOG_H
+
+typedef enum { RILL_LOG_DEBUG, RILL_LOG_INFO, RILL_LOG_WARN, RILL_LOG_ERROR } rill_log_level_t;
+
+/** Configure level ("debug".."error") and format ("logfmt"|"json").
+ *  @returns -1 for an unknown name. @locality application thread, before threads start. */
+int rill_log_configure(const char *level, const char *format);
+
+/** @locality any thread. */
+void rill_log(rill_log_level_t level, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

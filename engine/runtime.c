@@ -1,0 +1,300 @@
+/*
+ * runtime.c -- rill_app: validates the configuration, prepares topics and the
+ * Postgres schema, then runs N stream threads until stopped.
+ *
+ * Process identity: the stream threads' transactional ids are
+ * <application.id>-<process id>-<thread>. The process id is the
+ * group.instance.id when set, otherwise a random id kept in the state
+ * directory, so a restarted worker reuses its transactional ids and fences
+ * (and aborts) the transactions its previous incarnation left open, instead
+ * of blocking read_committed readers until the transaction timeout. Two
+ * processes must not share a state directory: it is locked (flock).
+ *
+ * @locality rill_app_new/run/destroy: application thread; rill_app_stop:
+ * any thread or a signal handler; rill_app_fail: any stream thread.
+ */
+#include "internal.h"
+#include "fault.h"
+#include "kafka_admin.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t rill_now_mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t rill_now_wall_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void rill_app_fail(rill_app_t *app, const char *fmt, ...) {
+        pthread_mutex_lock(&app->fatal_lock);
+        if (!app->fatal[0]) {
+                va_list ap;
+                va_start(ap, fmt);
+                vsnprintf(app->fatal, sizeof(app->fatal), fmt, ap);
+                va_end(ap);
+                rill_log(RILL_LOG_ERROR, "fatal", "error=\"%s\"", app->fatal);
+        }
+        pthread_mutex_unlock(&app->fatal_lock);
+        atomic_store(&app->stop, 1);
+}
+
+void rill_app_stop(rill_app_t *app) { atomic_store(&app->stop, 1); }
+
+/* ---- state directory: lock and process id ----------------------------------------- */
+
+static int mkdir_p(const char *dir) {
+        char tmp[1024];
+        snprintf(tmp, sizeof(tmp), "%s", dir);
+        for (char *p = tmp + 1; *p; p++)
+                if (*p == '/') {
+                        *p = '\0';
+                        if (mkdir(tmp, 0750) && errno != EEXIST)
+                                return -1;
+                        *p = '/';
+                }
+        return mkdir(tmp, 0750) && errno != EEXIST ? -1 : 0;
+}
+
+static int prepare_state_dir(rill_app_t *app, char *errstr, size_t errstr_size) {
+        char dir[1024], path[1100];
+        snprintf(dir, sizeof(dir), "%s/%s", app->state_dir, app->app_id);
+        if (mkdir_p(dir)) {
+                snprintf(errstr, errstr_size,
+                         "cannot create state directory %s: %s (hint: set --state-dir to a "
+                         "writable directory)",
+                         dir, strerror(errno));
+                return -1;
+        }
+        snprintf(path, sizeof(path), "%s/.lock", dir);
+        app->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+        if (app->lock_fd < 0 || flock(app->lock_fd, LOCK_EX | LOCK_NB)) {
+                snprintf(errstr, errstr_size,
+                         "state directory %s is in use by another process (hint: give each "
+                         "worker its own --state-dir)",
+                         dir);
+                return -1;
+        }
+        const char *gi = rill_conf_get(app->conf, "group.instance.id");
+        if (gi && *gi) {
+                snprintf(app->process_id, sizeof(app->process_id), "%s", gi);
+                return 0;
+        }
+        snprintf(path, sizeof(path), "%s/process.id", dir);
+        FILE *fp = fopen(path, "r");
+        if (fp) {
+                if (fscanf(fp, "%63s", app->process_id) != 1)
+                        app->process_id[0] = '\0';
+                fclose(fp);
+        }
+        if (!app->process_id[0]) {
+                unsigned char rnd[8];
+                int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+                if (fd < 0 || read(fd, rnd, sizeof(rnd)) != (ssize_t)sizeof(rnd)) {
+                        snprintf(errstr, errstr_size, "cannot read /dev/urandom");
+                        if (fd >= 0)
+                                close(fd);
+                        return -1;
+                }
+                close(fd);
+                for (int i = 0; i < 8; i++)
+                        snprintf(app->process_id + 2 * i, 3, "%02x", rnd[i]);
+                fp = fopen(path, "w");
+                if (!fp || fprintf(fp, "%s\n", app->process_id) < 0 || fclose(fp)) {
+                        snprintf(errstr, errstr_size, "cannot write %s: %s", path,
+                                 strerror(errno));
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+/* ---- topics and schema ------------------------------------------------------------------ */
+
+static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
+        char err[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", app->bootstrap, err, sizeof(err));
+        rd_kafka_conf_set(c, "log.connection.close", "false", err, sizeof(err));
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+        if (!rk) {
+                snprintf(errstr, errstr_size, "cannot create Kafka client: %s", err);
+                rd_kafka_conf_destroy(c);
+                return -1;
+        }
+        int rc = -1;
+        int n = rill_kafka_partition_count(rk, app->input_topic, 10000, err, sizeof(err));
+        if (n < 0) {
+                snprintf(errstr, errstr_size,
+                         "cannot reach Kafka at %s: %s (hint: is the broker running? check "
+                         "--bootstrap-servers)",
+                         app->bootstrap, err);
+                goto done;
+        }
+        if (n == 0) {
+                snprintf(errstr, errstr_size,
+                         "input topic %s does not exist on %s (hint: create it, e.g. "
+                         "deploy/local/create-topics %s:12)",
+                         app->input_topic, app->bootstrap, app->input_topic);
+                goto done;
+        }
+        app->partitions = n;
+        int out = rill_kafka_partition_count(rk, app->output_topic, 10000, err, sizeof(err));
+        if (out <= 0) {
+                snprintf(errstr, errstr_size,
+                         "output topic %s does not exist on %s (hint: create it, e.g. "
+                         "deploy/local/create-topics %s:%d)",
+                         app->output_topic, app->bootstrap, app->output_topic, n);
+                goto done;
+        }
+        if (rill_kafka_create_topic(rk, app->dlq_topic, n, NULL, 15000, errstr, errstr_size) ||
+            rill_kafka_create_topic(rk, app->changelog_topic, n, "compact", 15000, errstr,
+                                    errstr_size) ||
+            (!app->keyed && rill_kafka_create_topic(rk, app->repartition_topic, n, NULL, 15000,
+                                                    errstr, errstr_size)))
+                goto done;
+        /* internal topics made earlier must match the input's partitioning */
+        const char *internal[] = {app->changelog_topic, app->keyed ? NULL : app->repartition_topic};
+        for (int i = 0; i < 2; i++) {
+                if (!internal[i])
+                        continue;
+                int m = rill_kafka_partition_count(rk, internal[i], 10000, err, sizeof(err));
+                if (m != n) {
+                        snprintf(errstr, errstr_size,
+                                 "internal topic %s has %d partitions but input %s has %d "
+                                 "(hint: reset the application: delete its internal topics)",
+                                 internal[i], m, app->input_topic, n);
+                        goto done;
+                }
+        }
+        rc = 0;
+done:
+        rd_kafka_destroy(rk);
+        return rc;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------------- */
+
+rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *errstr,
+                         size_t errstr_size) {
+        if (rill_fault_init(errstr, errstr_size))
+                return NULL;
+        rill_app_t *app = calloc(1, sizeof(*app));
+        app->lock_fd = -1;
+        pthread_mutex_init(&app->fatal_lock, NULL);
+        app->conf = conf;
+        app->topo = *topo;
+        app->app_id = rill_conf_get(conf, "application.id");
+        app->bootstrap = rill_conf_get(conf, "bootstrap.servers");
+        app->input_topic = rill_conf_get(conf, "input.topic");
+        app->output_topic = rill_conf_get(conf, "output.topic");
+        app->state_dir = rill_conf_get(conf, "state.dir");
+        app->keyed = rill_conf_get_bool(conf, "input.keyed");
+        app->nthreads = (int)rill_conf_get_int(conf, "num.stream.threads");
+        app->window_ms = rill_conf_get_int(conf, "window.size.ms");
+        app->grace_ms = rill_conf_get_int(conf, "grace.ms");
+        app->commit_ms = rill_conf_get_int(conf, "commit.interval.ms");
+        app->idle_ms = rill_conf_get_int(conf, "idle.timeout.ms");
+        app->restore_timeout_ms = rill_conf_get_int(conf, "restore.timeout.ms");
+        if (!app->app_id || !*app->app_id) {
+                snprintf(errstr, errstr_size, "application.id is required (--application-id)");
+                goto fail;
+        }
+        const char *dlq = rill_conf_get(conf, "dlq.topic");
+        snprintf(app->dlq_topic, sizeof(app->dlq_topic), "%s%s", dlq && *dlq ? dlq : app->input_topic,
+                 dlq && *dlq ? "" : "-dlq");
+        snprintf(app->repartition_topic, sizeof(app->repartition_topic), "%s-repartition",
+                 app->app_id);
+        snprintf(app->changelog_topic, sizeof(app->changelog_topic), "%s-%s-changelog",
+                 app->app_id, topo->store_name ? topo->store_name : "windows");
+        app->pgspec.dsn = rill_conf_get(conf, "pg.dsn");
+        app->pgspec.table = rill_conf_get(conf, "pg.table");
+        app->pgspec.key_column = topo->pg_key_column ? topo->pg_key_column : "key";
+        app->pgspec.sum_column = topo->pg_sum_column ? topo->pg_sum_column : "total";
+        app->pgspec.count_column = topo->pg_count_column ? topo->pg_count_column : "count";
+        app->pgspec.app_id = app->app_id;
+        if (rill_log_configure(rill_conf_get(conf, "log.level"), rill_conf_get(conf, "log.format"))) {
+                snprintf(errstr, errstr_size,
+                         "invalid log.level or log.format (levels: debug, info, warn, error; "
+                         "formats: logfmt, json)");
+                goto fail;
+        }
+        if (app->pgspec.dsn && *app->pgspec.dsn &&
+            rill_pgsink_check_dsn(app->pgspec.dsn, errstr, errstr_size))
+                goto fail;
+        if (prepare_state_dir(app, errstr, errstr_size) ||
+            prepare_topics(app, errstr, errstr_size))
+                goto fail;
+        if (app->pgspec.dsn && *app->pgspec.dsn) {
+                rill_pgsink_t *pg = rill_pgsink_connect(&app->pgspec, errstr, errstr_size);
+                if (!pg)
+                        goto fail;
+                int rc = rill_pgsink_migrate(pg, errstr, errstr_size);
+                rill_pgsink_destroy(pg);
+                if (rc)
+                        goto fail;
+        }
+        rill_log(RILL_LOG_INFO, "app_ready",
+                 "application_id=%s process_id=%s input=%s partitions=%d keyed=%d "
+                 "window_ms=%lld grace_ms=%lld threads=%d",
+                 app->app_id, app->process_id, app->input_topic, app->partitions, app->keyed,
+                 (long long)app->window_ms, (long long)app->grace_ms, app->nthreads);
+        return app;
+fail:
+        rill_app_destroy(app);
+        return NULL;
+}
+
+int rill_app_run(rill_app_t *app, char *errstr, size_t errstr_size) {
+        app->workers = calloc((size_t)app->nthreads, sizeof(*app->workers));
+        int started = 0;
+        for (int i = 0; i < app->nthreads; i++) {
+                app->workers[i] = rill_worker_new(app, i, errstr, errstr_size);
+                if (!app->workers[i])
+                        break;
+        }
+        for (int i = 0; i < app->nthreads && app->workers[i]; i++) {
+                if (pthread_create(rill_worker_thread(app->workers[i]), NULL, rill_worker_main, app->workers[i]))
+                        break;
+                started++;
+        }
+        for (int i = 0; i < started; i++)
+                pthread_join(*rill_worker_thread(app->workers[i]), NULL);
+        for (int i = 0; i < app->nthreads; i++)
+                rill_worker_destroy(app->workers[i]);
+        free(app->workers);
+        app->workers = NULL;
+        if (started < app->nthreads) {
+                if (!*errstr)
+                        snprintf(errstr, errstr_size, "cannot start stream threads");
+                return -1;
+        }
+        if (app->fatal[0]) {
+                snprintf(errstr, errstr_size, "%s", app->fatal);
+                return -1;
+        }
+        return 0;
+}
+
+void rill_app_destroy(rill_app_t *app) {
+        if (!app)
+                return;
+        if (app->lock_fd >= 0)
+                close(app->lock_fd);
+        pthread_mutex_destroy(&app->fatal_lock);
+        free(app);
+}

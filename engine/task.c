@@ -1,0 +1,327 @@
+/*
+ * task.c -- what a task does with its records, its windows and its store.
+ *
+ * Two kinds of task (the two sub-topologies of Kafka Streams' key change):
+ *   SOURCE  (input partitions, unkeyed input only): extract and validate each
+ *           record, send bad ones to the dead-letter topic, and forward good
+ *           ones to the repartition topic keyed by the aggregation key.
+ *   AGG     (repartition partitions, or input partitions for keyed input):
+ *           add each event to its tumbling window in the task's store.
+ * Every side effect goes into the worker's open Kafka transaction, so a task
+ * never makes anything visible that its input offsets do not commit with.
+ *
+ * Stream time is the largest event time the task has seen (or the idle
+ * advance). A record whose window is already closed at that stream time is
+ * late: it goes to the dead-letter topic with reason "late".
+ *
+ * @locality every function here runs on the stream thread owning the task.
+ */
+#include "internal.h"
+#include "codec.h"
+#include "log.h"
+#include "window.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RESULT_BUF 2048
+
+/* ---- store lifecycle ------------------------------------------------------------ */
+
+int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
+        rill_app_t *app = rill_worker_app(w);
+        char dir[1024], identity[600];
+        snprintf(dir, sizeof(dir), "%s/%s/%d", app->state_dir, app->app_id, t->partition);
+        snprintf(identity, sizeof(identity), "%s|%s|%d", app->app_id, app->changelog_topic,
+                 t->partition);
+        for (int attempt = 0; attempt < 2; attempt++) {
+                int wiped = 0;
+                t->store = rill_wstore_open(dir, identity, &wiped, errstr, errstr_size);
+                if (!t->store)
+                        return -1;
+                rill_restore_stats_t st;
+                int rc = rill_restore(rill_worker_restorer(w), t->store, app->changelog_topic,
+                                      t->partition, app->restore_timeout_ms, &st, errstr,
+                                      errstr_size);
+                if (rc == 0) {
+                        rill_log(RILL_LOG_INFO, "task_restored",
+                                 "partition=%d from_offset=%lld to_offset=%lld records=%lld "
+                                 "elapsed_ms=%lld full=%d",
+                                 t->partition, (long long)st.start_offset,
+                                 (long long)st.end_offset, (long long)st.records,
+                                 (long long)st.elapsed_ms, wiped || st.start_offset == 0);
+                        break;
+                }
+                rill_wstore_close(t->store);
+                t->store = NULL;
+                if (rc < 0 || attempt == 1)
+                        return -1;
+                /* the store belongs to another incarnation of the changelog */
+                rill_log(RILL_LOG_WARN, "store_mismatch",
+                         "partition=%d action=wipe_and_restore_from_start", t->partition);
+                if (rill_wstore_wipe(dir, errstr, errstr_size))
+                        return -1;
+        }
+        t->stream_time = t->committed_stream_time = rill_wstore_stream_time(t->store);
+        t->closed_bound = t->committed_closed_bound = INT64_MIN;
+        t->changelog_next = -1;
+        t->last_activity_ms = rill_now_mono_ms();
+        return 0;
+}
+
+void rill_task_close(rill_task_t *t) {
+        if (t->store)
+                rill_wstore_close(t->store);
+        rill_wlist_free(&t->closing);
+        free(t);
+}
+
+/* ---- processing ---------------------------------------------------------------- */
+
+static void raw_of(const rd_kafka_message_t *m, rill_raw_t *raw) {
+        raw->key = m->key;
+        raw->key_len = m->key_len;
+        raw->value = m->payload;
+        raw->value_len = m->len;
+        raw->topic = rd_kafka_topic_name(m->rkt);
+        raw->partition = m->partition;
+        raw->offset = m->offset;
+}
+
+static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+                          char *errstr, size_t errstr_size) {
+        rill_app_t *app = rill_worker_app(w);
+        rill_raw_t raw;
+        rill_event_t ev;
+        rill_reject_t rej;
+        raw_of(m, &raw);
+        memset(&rej, 0, sizeof(rej));
+        if (app->topo.extract(app->topo.opaque, &raw, &ev, &rej))
+                return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
+                                               errstr_size);
+        /* value: [1][amount BE][event time BE][original bytes] */
+        size_t len = RILL_REPART_HDR + m->len;
+        unsigned char stackbuf[4096], *buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
+        buf[0] = 1;
+        rill_be64_put(buf + 1, ev.value);
+        rill_be64_put(buf + 9, ev.ts_ms);
+        if (m->len)
+                memcpy(buf + RILL_REPART_HDR, m->payload, m->len);
+        int rc = rill_worker_produce(w, app->repartition_topic, RD_KAFKA_PARTITION_UA, ev.key,
+                                     ev.key_len, buf, len, NULL, NULL, errstr, errstr_size);
+        if (buf != stackbuf)
+                free(buf);
+        (void)t;
+        return rc;
+}
+
+static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+                       char *errstr, size_t errstr_size) {
+        rill_app_t *app = rill_worker_app(w);
+        rill_event_t ev;
+        rill_reject_t rej;
+        const void *orig = m->payload;
+        size_t orig_len = m->len;
+        memset(&rej, 0, sizeof(rej));
+        if (app->keyed) {
+                rill_raw_t raw;
+                raw_of(m, &raw);
+                if (app->topo.extract(app->topo.opaque, &raw, &ev, &rej))
+                        return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
+                                                       errstr_size);
+        } else {
+                const unsigned char *p = m->payload;
+                if (m->len < RILL_REPART_HDR || p[0] != 1 || !m->key || !m->key_len) {
+                        snprintf(rej.reason, sizeof(rej.reason), "corrupt_internal");
+                        snprintf(rej.detail, sizeof(rej.detail),
+                                 "repartition record of %zu bytes is not in rill format v1",
+                                 m->len);
+                        return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
+                                                       errstr_size);
+                }
+                ev.key = m->key;
+                ev.key_len = m->key_len;
+                ev.value = rill_be64_get(p + 1);
+                ev.ts_ms = rill_be64_get(p + 9);
+                orig = p + RILL_REPART_HDR;
+                orig_len = m->len - RILL_REPART_HDR;
+        }
+        if (ev.ts_ms > t->stream_time)
+                t->stream_time = ev.ts_ms;
+        t->last_activity_ms = rill_now_mono_ms();
+        int64_t ws = rill_window_start(ev.ts_ms, app->window_ms);
+        if (rill_window_closed(ws, app->window_ms, app->grace_ms, t->stream_time)) {
+                snprintf(rej.reason, sizeof(rej.reason), "late");
+                snprintf(rej.detail, sizeof(rej.detail),
+                         "window [%lld, %lld) closed at stream time %lld (grace %lld ms)",
+                         (long long)ws, (long long)(ws + app->window_ms),
+                         (long long)t->stream_time, (long long)app->grace_ms);
+                return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr, errstr_size);
+        }
+        rill_agg_t agg;
+        int found = rill_wstore_get(t->store, ws, ev.key, ev.key_len, &agg, errstr, errstr_size);
+        if (found < 0)
+                return -1;
+        if (!found) {
+                agg.sum = ev.value;
+                agg.count = 1;
+                agg.first_ts = agg.last_ts = ev.ts_ms;
+        } else {
+                if (__builtin_add_overflow(agg.sum, ev.value, &agg.sum)) {
+                        snprintf(rej.reason, sizeof(rej.reason), "sum_overflow");
+                        snprintf(rej.detail, sizeof(rej.detail),
+                                 "adding %lld to the window sum would overflow 64 bits",
+                                 (long long)ev.value);
+                        return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
+                                                       errstr_size);
+                }
+                agg.count++;
+                if (ev.ts_ms < agg.first_ts)
+                        agg.first_ts = ev.ts_ms;
+                if (ev.ts_ms > agg.last_ts)
+                        agg.last_ts = ev.ts_ms;
+        }
+        rill_wstore_put(t->store, ws, ev.key, ev.key_len, &agg);
+        return 0;
+}
+
+int rill_task_process(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+                      char *errstr, size_t errstr_size) {
+        if (t->first_uncommitted < 0)
+                t->first_uncommitted = m->offset;
+        int rc = t->kind == RILL_TASK_SOURCE ? process_source(w, t, m, errstr, errstr_size)
+                                              : process_agg(w, t, m, errstr, errstr_size);
+        t->next_offset = m->offset + 1;
+        t->records_since_commit++;
+        return rc;
+}
+
+void rill_task_idle_check(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms) {
+        rill_app_t *app = rill_worker_app(w);
+        if (t->kind != RILL_TASK_AGG || !app->idle_ms ||
+            now_mono_ms - t->last_activity_ms < app->idle_ms)
+                return;
+        int64_t wall = rill_now_wall_ms();
+        t->last_activity_ms = now_mono_ms;
+        if (wall > t->stream_time) {
+                rill_log(RILL_LOG_DEBUG, "idle_advance", "partition=%d stream_time=%lld",
+                         t->partition, (long long)wall);
+                t->stream_time = wall;
+        }
+}
+
+/* ---- the commit cycle's task part ------------------------------------------------ */
+
+typedef struct changelog_ctx {
+        rill_worker_t *w;
+        rill_task_t *t;
+        int rc;
+        char *errstr;
+        size_t errstr_size;
+} changelog_ctx_t;
+
+static void produce_change(void *opaque, int64_t wstart, const char *key, size_t key_len,
+                           const rill_agg_t *agg) {
+        changelog_ctx_t *c = opaque;
+        if (c->rc)
+                return;
+        unsigned char kbuf[RILL_WKEY_HDR + 4096], vbuf[64];
+        if (key_len > 4096)
+                return;
+        size_t klen = rill_wkey_encode(wstart, key, key_len, kbuf);
+        size_t vlen = agg ? rill_agg_encode(agg, vbuf, sizeof(vbuf)) : 0;
+        c->rc = rill_worker_produce(c->w, rill_worker_app(c->w)->changelog_topic,
+                                    c->t->partition, kbuf, klen, agg ? vbuf : NULL, vlen, NULL,
+                                    (void *)(intptr_t)(c->t->partition + 1), c->errstr,
+                                    c->errstr_size);
+}
+
+int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
+        if (t->kind != RILL_TASK_AGG)
+                return 0;
+        rill_app_t *app = rill_worker_app(w);
+        /* 1. close the windows that stream time has passed (emit on window close) */
+        if (t->stream_time != INT64_MIN) {
+                int64_t bound = rill_window_close_bound(app->window_ms, app->grace_ms,
+                                                        t->stream_time);
+                if (bound > t->closed_bound) {
+                        rill_wlist_free(&t->closing);
+                        if (rill_wstore_closed(t->store, bound, &t->closing, errstr, errstr_size))
+                                return -1;
+                        t->closed_bound = bound;
+                        char buf[RESULT_BUF];
+                        for (size_t i = 0; i < t->closing.cnt; i++) {
+                                rill_wentry_t *e = &t->closing.v[i];
+                                rill_result_t res = {e->key,         e->key_len,
+                                                     e->wstart,      e->wstart + app->window_ms,
+                                                     e->agg.sum,     e->agg.count,
+                                                     e->agg.first_ts, e->agg.last_ts};
+                                size_t n = app->topo.format(app->topo.opaque, &res, buf, sizeof(buf));
+                                if (!n) {
+                                        snprintf(errstr, errstr_size,
+                                                 "cannot format the result of window %lld",
+                                                 (long long)e->wstart);
+                                        return -1;
+                                }
+                                if (rill_worker_produce(w, app->output_topic, RD_KAFKA_PARTITION_UA,
+                                                        e->key, e->key_len, buf, n, NULL, NULL,
+                                                        errstr, errstr_size))
+                                        return -1;
+                                if (rill_worker_pg(w))
+                                        rill_pgsink_add_result(rill_worker_pg(w), &res);
+                                rill_wstore_delete(t->store, e->wstart, e->key, e->key_len);
+                        }
+                }
+        }
+        /* 2. the changelog: every cached change, then the stream time */
+        changelog_ctx_t c = {w, t, 0, errstr, errstr_size};
+        rill_wstore_foreach_dirty(t->store, produce_change, &c);
+        if (c.rc)
+                return -1;
+        if (t->stream_time != t->committed_stream_time) {
+                unsigned char v[8];
+                rill_be64_put(v, t->stream_time);
+                if (rill_worker_produce(w, app->changelog_topic, t->partition,
+                                        RILL_STREAM_TIME_KEY, RILL_STREAM_TIME_KEY_LEN, v, 8, NULL,
+                                        (void *)(intptr_t)(t->partition + 1), errstr,
+                                        errstr_size))
+                        return -1;
+        }
+        return 0;
+}
+
+int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
+        if (t->next_offset >= 0)
+                t->committed_offset = t->next_offset;
+        t->first_uncommitted = -1;
+        t->records_since_commit = 0;
+        if (t->kind != RILL_TASK_AGG)
+                return 0;
+        int rc = 0;
+        if (t->changelog_next >= 0) {
+                /* RocksDB now catches up with what the changelog committed */
+                rc = rill_wstore_apply(t->store, t->changelog_next, t->stream_time, errstr,
+                                       errstr_size);
+        }
+        t->changelog_next = -1;
+        t->committed_stream_time = t->stream_time;
+        t->committed_closed_bound = t->closed_bound;
+        rill_wlist_free(&t->closing);
+        return rc;
+}
+
+int64_t rill_task_abort(rill_task_t *t) {
+        int64_t rewind = t->first_uncommitted;
+        t->first_uncommitted = -1;
+        t->next_offset = t->committed_offset;
+        t->records_since_commit = 0;
+        if (t->kind == RILL_TASK_AGG) {
+                rill_wstore_discard(t->store);
+                t->stream_time = t->committed_stream_time;
+                t->closed_bound = t->committed_closed_bound;
+                t->changelog_next = -1;
+                rill_wlist_free(&t->closing);
+        }
+        return rewind;
+}

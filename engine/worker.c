@@ -1,0 +1,647 @@
+/*
+ * worker.c -- a stream thread: its consumer, its transactional producer, its
+ * tasks, the rebalance callback and the commit cycle.
+ *
+ * The commit cycle (every commit.interval.ms, at revocation, at shutdown):
+ *   1. flush every task: closed windows' results to the output topic,
+ *      changelog records for every changed window and the stream time, all
+ *      in the open Kafka transaction (dead letters and repartitioned records
+ *      went into it as they were processed); wait for their delivery;
+ *   2. write the closed windows to Postgres in one SQL transaction with the
+ *      progress row of every aggregation task, fenced by the task's epoch;
+ *   3. send the consumer offsets with the transaction (exactly-once v2: the
+ *      consumer group metadata fences a zombie by group generation) and
+ *      commit it;
+ *   4. apply each task's changes to RocksDB with the new changelog offset.
+ * Any failure aborts the Kafka transaction, rewinds the consumer to the last
+ * committed offsets, drops the uncommitted state, and retries after a bounded
+ * backoff. A crash at any point is covered the same way by the next owner:
+ * Kafka has nothing of the aborted transaction, Postgres has either nothing
+ * or rows that the replay upserts with the same values, and RocksDB is a
+ * prefix of the changelog that restore completes.
+ *
+ * @locality everything in this file runs on the worker's own thread; the
+ * rebalance and delivery-report callbacks are served from the consumer poll
+ * and producer flush calls made here.
+ */
+#include "internal.h"
+#include "fault.h"
+#include "kafka_admin.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BATCH_MAX 1000
+#define FLUSH_TIMEOUT_MS 30000
+#define TXN_TIMEOUT_MS 30000
+#define BACKOFF_MAX_MS 5000
+
+struct rill_worker {
+        rill_app_t *app;
+        int index;
+        pthread_t thread;
+        char name[160];
+        rd_kafka_t *consumer, *producer;
+        rd_kafka_queue_t *queue;
+        rill_restorer_t *restorer;
+        rill_pgsink_t *pg;
+        rill_task_t **src, **agg; /* by partition; NULL when not owned */
+        int txn_open;
+        int dr_failed;
+        char dr_err[256];
+        int64_t last_commit_ms;
+        int failures; /* consecutive failed commit cycles */
+        int fatal;
+};
+
+rill_app_t *rill_worker_app(rill_worker_t *w) { return w->app; }
+rill_pgsink_t *rill_worker_pg(rill_worker_t *w) { return w->pg; }
+rill_restorer_t *rill_worker_restorer(rill_worker_t *w) { return w->restorer; }
+pthread_t *rill_worker_thread(rill_worker_t *w) { return &w->thread; }
+
+/* ---- the producer side ---------------------------------------------------------- */
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
+        rill_worker_t *w = opaque;
+        (void)rk;
+        if (m->err) {
+                if (!w->dr_failed)
+                        snprintf(w->dr_err, sizeof(w->dr_err), "delivery to %s [%d] failed: %s",
+                                 rd_kafka_topic_name(m->rkt), m->partition,
+                                 rd_kafka_err2str(m->err));
+                w->dr_failed = 1;
+                return;
+        }
+        intptr_t part = (intptr_t)m->_private - 1; /* changelog records carry partition+1 */
+        if (part >= 0 && part < w->app->partitions && w->agg[part] &&
+            m->offset + 1 > w->agg[part]->changelog_next)
+                w->agg[part]->changelog_next = m->offset + 1;
+}
+
+static int txn_error(rill_worker_t *w, rd_kafka_error_t *e, const char *what, char *errstr,
+                     size_t errstr_size) {
+        snprintf(errstr, errstr_size, "%s: %s", what, rd_kafka_error_string(e));
+        if (rd_kafka_error_is_fatal(e))
+                w->fatal = 1;
+        rd_kafka_error_destroy(e);
+        return -1;
+}
+
+int rill_worker_produce(rill_worker_t *w, const char *topic, int32_t partition,
+                        const void *key, size_t key_len, const void *value, size_t value_len,
+                        rd_kafka_headers_t *hdrs, void *opaque, char *errstr,
+                        size_t errstr_size) {
+        if (!w->txn_open) {
+                rd_kafka_error_t *e = rd_kafka_begin_transaction(w->producer);
+                if (e) {
+                        if (hdrs)
+                                rd_kafka_headers_destroy(hdrs);
+                        return txn_error(w, e, "cannot begin transaction", errstr, errstr_size);
+                }
+                w->txn_open = 1;
+        }
+        for (int tries = 0;; tries++) {
+                rd_kafka_resp_err_t err = rd_kafka_producev(
+                    w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
+                    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),
+                    hdrs ? RD_KAFKA_V_HEADERS(hdrs) : RD_KAFKA_V_END, RD_KAFKA_V_END);
+                if (!err)
+                        return 0;
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries > 600) {
+                        if (hdrs)
+                                rd_kafka_headers_destroy(hdrs);
+                        snprintf(errstr, errstr_size, "cannot produce to %s: %s", topic,
+                                 rd_kafka_err2str(err));
+                        return -1;
+                }
+                rd_kafka_poll(w->producer, 100); /* queue full: let deliveries drain */
+        }
+}
+
+int rill_worker_dead_letter(rill_worker_t *w, const rd_kafka_message_t *m, const void *value,
+                            size_t value_len, const rill_reject_t *rej, char *errstr,
+                            size_t errstr_size) {
+        rd_kafka_headers_t *h = rd_kafka_headers_new(6);
+        char part[16], off[24];
+        snprintf(part, sizeof(part), "%d", m->partition);
+        snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+        rd_kafka_header_add(h, "rill.error.reason", -1, rej->reason, -1);
+        rd_kafka_header_add(h, "rill.error.detail", -1, rej->detail, -1);
+        rd_kafka_header_add(h, "rill.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
+        rd_kafka_header_add(h, "rill.source.partition", -1, part, -1);
+        rd_kafka_header_add(h, "rill.source.offset", -1, off, -1);
+        rill_log(RILL_LOG_DEBUG, "dead_letter", "reason=%s topic=%s partition=%d offset=%lld",
+                 rej->reason, rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset);
+        return rill_worker_produce(w, w->app->dlq_topic, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
+                                   value, value_len, h, NULL, errstr, errstr_size);
+}
+
+/* ---- tasks by partition ------------------------------------------------------------ */
+
+static rill_task_t **task_slot(rill_worker_t *w, const char *topic, int32_t partition) {
+        if (partition < 0 || partition >= w->app->partitions)
+                return NULL;
+        if (!w->app->keyed && !strcmp(topic, w->app->input_topic))
+                return &w->src[partition];
+        return &w->agg[partition];
+}
+
+#define FOREACH_TASK(w, t)                                                                  \
+        for (int _i = 0; _i < 2 * (w)->app->partitions; _i++)                               \
+                for (rill_task_t *t = _i < (w)->app->partitions                             \
+                                          ? (w)->src[_i]                                    \
+                                          : (w)->agg[_i - (w)->app->partitions];            \
+                     t; t = NULL)
+
+/* ---- the commit cycle ----------------------------------------------------------------- */
+
+static int commit_needed(rill_worker_t *w) {
+        if (w->txn_open)
+                return 1;
+        FOREACH_TASK(w, t) {
+                if (t->records_since_commit || t->stream_time != t->committed_stream_time)
+                        return 1;
+        }
+        return 0;
+}
+
+/* Abort the transaction and rewind every task to its last commit.
+ * @returns -1 when the producer is unusable (fatal). */
+static int abort_all(rill_worker_t *w, const char *why) {
+        int rc = 0;
+        if (w->txn_open) {
+                rd_kafka_error_t *e = rd_kafka_abort_transaction(w->producer, TXN_TIMEOUT_MS);
+                if (e) {
+                        rill_log(RILL_LOG_ERROR, "txn_abort_failed", "thread=%s error=\"%s\"",
+                                 w->name, rd_kafka_error_string(e));
+                        if (rd_kafka_error_is_fatal(e))
+                                rc = -1;
+                        rd_kafka_error_destroy(e);
+                }
+                rd_kafka_poll(w->producer, 0); /* serve the purged deliveries now */
+                w->txn_open = 0;
+        }
+        w->dr_failed = 0;
+        if (w->pg)
+                rill_pgsink_clear(w->pg);
+        rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(8);
+        FOREACH_TASK(w, t) {
+                int64_t to = rill_task_abort(t);
+                if (to >= 0)
+                        rd_kafka_topic_partition_list_add(seek, t->topic, t->partition)->offset = to;
+        }
+        if (seek->cnt) {
+                rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, seek, 10000);
+                if (e) {
+                        rill_log(RILL_LOG_ERROR, "rewind_failed", "thread=%s error=\"%s\"",
+                                 w->name, rd_kafka_error_string(e));
+                        rd_kafka_error_destroy(e);
+                        rc = -1;
+                }
+        }
+        rd_kafka_topic_partition_list_destroy(seek);
+        rill_log(RILL_LOG_WARN, "txn_aborted", "thread=%s reason=\"%s\"", w->name, why);
+        return rc;
+}
+
+static int acquire_epochs(rill_worker_t *w, char *errstr, size_t errstr_size) {
+        if (!w->pg)
+                return 0;
+        FOREACH_TASK(w, t) {
+                if (t->kind != RILL_TASK_AGG || t->epoch > 0)
+                        continue;
+                t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, t->partition, errstr,
+                                                     errstr_size);
+                if (t->epoch < 0) {
+                        t->epoch = 0;
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
+        int64_t t0 = rill_now_mono_ms();
+        size_t nresults = 0;
+        /* 1. flush tasks into the transaction and wait for delivery */
+        FOREACH_TASK(w, t) {
+                if (rill_task_flush(w, t, errstr, errstr_size))
+                        return -1;
+                nresults += t->closing.cnt;
+        }
+        rill_fault("results_in_flight");
+        rd_kafka_resp_err_t ferr = rd_kafka_flush(w->producer, FLUSH_TIMEOUT_MS);
+        if (ferr) {
+                snprintf(errstr, errstr_size, "producer flush: %s", rd_kafka_err2str(ferr));
+                return -1;
+        }
+        if (w->dr_failed) {
+                snprintf(errstr, errstr_size, "%s", w->dr_err);
+                return -1;
+        }
+        /* 2. Postgres: results and fenced progress in one SQL transaction */
+        if (w->pg) {
+                if (acquire_epochs(w, errstr, errstr_size))
+                        return -1;
+                FOREACH_TASK(w, t) {
+                        if (t->kind == RILL_TASK_AGG)
+                                rill_pgsink_add_progress(w->pg, t->topic, t->partition,
+                                                         t->next_offset, t->epoch);
+                }
+                int rc = rill_pgsink_commit(w->pg, errstr, errstr_size);
+                if (rc)
+                        return -1;
+        }
+        /* 3. offsets with the transaction, then commit */
+        if (w->txn_open) {
+                rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
+                FOREACH_TASK(w, t) {
+                        if (t->records_since_commit && t->next_offset >= 0)
+                                rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)
+                                    ->offset = t->next_offset;
+                }
+                if (offs->cnt) {
+                        rd_kafka_consumer_group_metadata_t *cgmd =
+                            rd_kafka_consumer_group_metadata(w->consumer);
+                        rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(
+                            w->producer, offs, cgmd, TXN_TIMEOUT_MS);
+                        rd_kafka_consumer_group_metadata_destroy(cgmd);
+                        if (e) {
+                                rd_kafka_topic_partition_list_destroy(offs);
+                                return txn_error(w, e, "cannot send offsets to transaction",
+                                                 errstr, errstr_size);
+                        }
+                }
+                rd_kafka_topic_partition_list_destroy(offs);
+                rd_kafka_error_t *e = rd_kafka_commit_transaction(w->producer, TXN_TIMEOUT_MS);
+                if (e)
+                        return txn_error(w, e, "cannot commit transaction", errstr, errstr_size);
+                w->txn_open = 0;
+                rill_fault("after_kafka_commit");
+        }
+        /* 4. RocksDB catches up */
+        FOREACH_TASK(w, t) {
+                if (rill_task_committed(t, errstr, errstr_size))
+                        return -1;
+        }
+        if (nresults)
+                rill_log(RILL_LOG_INFO, "commit", "thread=%s results=%zu elapsed_ms=%lld",
+                         w->name, nresults, (long long)(rill_now_mono_ms() - t0));
+        return 0;
+}
+
+static void sleep_ms(rill_worker_t *w, int64_t ms) {
+        int64_t end = rill_now_mono_ms() + ms;
+        while (!atomic_load(&w->app->stop) && rill_now_mono_ms() < end) {
+                struct timespec ts = {0, 50 * 1000000};
+                nanosleep(&ts, NULL);
+        }
+}
+
+/* Run a commit cycle; on failure abort, rewind and back off.
+ * @returns 0 committed (or nothing to do), -1 failed (state rewound). */
+static int commit_all(rill_worker_t *w, const char *why) {
+        char errstr[512] = "";
+        w->last_commit_ms = rill_now_mono_ms();
+        if (!commit_needed(w))
+                return 0;
+        if (!commit_cycle(w, errstr, sizeof(errstr))) {
+                if (w->failures)
+                        rill_log(RILL_LOG_INFO, "commit_recovered", "thread=%s after_failures=%d",
+                                 w->name, w->failures);
+                w->failures = 0;
+                return 0;
+        }
+        rill_log(RILL_LOG_ERROR, "commit_failed", "thread=%s during=%s error=\"%s\"", w->name,
+                 why, errstr);
+        if (abort_all(w, errstr) || w->fatal) {
+                rill_app_fail(w->app, "thread %s: unrecoverable transaction error: %s", w->name,
+                              errstr);
+                w->fatal = 1;
+                return -1;
+        }
+        w->failures++;
+        int64_t backoff = 100LL << (w->failures < 6 ? w->failures : 6);
+        sleep_ms(w, backoff < BACKOFF_MAX_MS ? backoff : BACKOFF_MAX_MS);
+        return -1;
+}
+
+/* ---- rebalance -------------------------------------------------------------------------- */
+
+static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
+        for (int i = 0; i < parts->cnt; i++) {
+                const char *topic = parts->elems[i].topic;
+                int32_t p = parts->elems[i].partition;
+                rill_task_t **slot = task_slot(w, topic, p);
+                if (!slot || *slot)
+                        continue;
+                rill_task_t *t = calloc(1, sizeof(*t));
+                int src = !w->app->keyed && !strcmp(topic, w->app->input_topic);
+                t->kind = src ? RILL_TASK_SOURCE : RILL_TASK_AGG;
+                t->topic = src || w->app->keyed ? w->app->input_topic : w->app->repartition_topic;
+                t->partition = p;
+                t->first_uncommitted = t->next_offset = t->committed_offset = -1;
+                t->stream_time = t->committed_stream_time = INT64_MIN;
+                if (t->kind == RILL_TASK_AGG) {
+                        char errstr[512];
+                        int ok = 0;
+                        for (int attempt = 0; attempt < 3 && !ok; attempt++) {
+                                if (!rill_task_open_store(w, t, errstr, sizeof(errstr)))
+                                        ok = 1;
+                                else
+                                        rill_log(RILL_LOG_ERROR, "task_open_failed",
+                                                 "thread=%s partition=%d attempt=%d error=\"%s\"",
+                                                 w->name, p, attempt + 1, errstr);
+                        }
+                        if (!ok) {
+                                rill_app_fail(w->app, "cannot open task %s [%d]: %s", topic, p,
+                                              errstr);
+                                rill_task_close(t);
+                                continue;
+                        }
+                        if (w->pg) {
+                                t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, p, errstr,
+                                                                     sizeof(errstr));
+                                if (t->epoch < 0) {
+                                        rill_log(RILL_LOG_WARN, "epoch_deferred",
+                                                 "partition=%d error=\"%s\"", p, errstr);
+                                        t->epoch = 0;
+                                }
+                        }
+                }
+                *slot = t;
+                rill_log(RILL_LOG_INFO, "task_created", "thread=%s topic=%s partition=%d kind=%s",
+                         w->name, topic, p, src ? "source" : "aggregate");
+        }
+}
+
+static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
+        for (int i = 0; i < parts->cnt; i++) {
+                rill_task_t **slot = task_slot(w, parts->elems[i].topic, parts->elems[i].partition);
+                if (!slot || !*slot)
+                        continue;
+                rill_log(RILL_LOG_INFO, "task_closed", "thread=%s topic=%s partition=%d", w->name,
+                         parts->elems[i].topic, parts->elems[i].partition);
+                rill_task_close(*slot);
+                *slot = NULL;
+        }
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+        rill_worker_t *w = opaque;
+        rill_fault("in_rebalance");
+        rd_kafka_error_t *e = NULL;
+        if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+                rill_log(RILL_LOG_INFO, "partitions_assigned", "thread=%s count=%d", w->name,
+                         parts->cnt);
+                assign_tasks(w, parts);
+                e = rd_kafka_incremental_assign(rk, parts);
+        } else {
+                int lost = rd_kafka_assignment_lost(rk);
+                rill_log(RILL_LOG_INFO, "partitions_revoked", "thread=%s count=%d lost=%d",
+                         w->name, parts->cnt, lost);
+                if (lost)
+                        abort_all(w, "assignment lost");
+                else if (commit_all(w, "revocation"))
+                        rill_log(RILL_LOG_WARN, "revocation_commit_failed",
+                                 "thread=%s the new owner replays from the last commit", w->name);
+                close_tasks(w, parts);
+                e = rd_kafka_incremental_unassign(rk, parts);
+        }
+        if (e) {
+                rill_log(RILL_LOG_ERROR, "rebalance_failed", "thread=%s error=\"%s\"", w->name,
+                         rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        }
+}
+
+/* ---- clients ---------------------------------------------------------------------------- */
+
+static void put_kafka(const char *key, const char *value, void *opaque) {
+        char err[256];
+        if (rd_kafka_conf_set(opaque, key, value, err, sizeof(err)) != RD_KAFKA_CONF_OK)
+                rill_log(RILL_LOG_WARN, "kafka_config_ignored", "key=%s error=\"%s\"", key, err);
+}
+
+static rd_kafka_conf_t *base_conf(rill_app_t *app) {
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        char err[256];
+        rd_kafka_conf_set(c, "bootstrap.servers", app->bootstrap, err, sizeof(err));
+        rd_kafka_conf_set(c, "log.connection.close", "false", err, sizeof(err));
+        rill_conf_foreach_kafka(app->conf, put_kafka, c);
+        return c;
+}
+
+static int set_all(rd_kafka_conf_t *c, const char *const *kv, char *errstr, size_t errstr_size) {
+        char err[256];
+        for (int i = 0; kv[i]; i += 2)
+                if (rd_kafka_conf_set(c, kv[i], kv[i + 1], err, sizeof(err))) {
+                        snprintf(errstr, errstr_size, "kafka config %s: %s", kv[i], err);
+                        return -1;
+                }
+        return 0;
+}
+
+rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t errstr_size) {
+        rill_worker_t *w = calloc(1, sizeof(*w));
+        w->app = app;
+        w->index = index;
+        snprintf(w->name, sizeof(w->name), "%s-%d", app->process_id, index);
+        w->src = calloc((size_t)app->partitions, sizeof(*w->src));
+        w->agg = calloc((size_t)app->partitions, sizeof(*w->agg));
+        char txn_id[400], client_id[400], instance[400], ttl[32], err[512];
+        snprintf(txn_id, sizeof(txn_id), "%s-%s", app->app_id, w->name);
+        snprintf(client_id, sizeof(client_id), "%s-%s", app->app_id, w->name);
+        snprintf(ttl, sizeof(ttl), "%lld",
+                 (long long)rill_conf_get_int(app->conf, "transaction.timeout.ms"));
+
+        /* consumer: one per thread, in the application's group */
+        rd_kafka_conf_t *cc = base_conf(app);
+        const char *ckv[] = {"group.id", app->app_id,
+                             "client.id", client_id,
+                             "partition.assignment.strategy", "cooperative-sticky",
+                             "enable.auto.commit", "false",
+                             "enable.auto.offset.store", "false",
+                             "isolation.level", "read_committed",
+                             "auto.offset.reset", "earliest",
+                             "enable.partition.eof", "false",
+                             NULL};
+        if (set_all(cc, ckv, errstr, errstr_size))
+                goto fail_cc;
+        const char *gi = rill_conf_get(app->conf, "group.instance.id");
+        if (gi && *gi) {
+                snprintf(instance, sizeof(instance), "%s-%d", gi, index);
+                const char *gkv[] = {"group.instance.id", instance, NULL};
+                if (set_all(cc, gkv, errstr, errstr_size))
+                        goto fail_cc;
+        }
+        rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
+        rd_kafka_conf_set_opaque(cc, w);
+        w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
+        if (!w->consumer) {
+                snprintf(errstr, errstr_size, "cannot create consumer: %s", err);
+                goto fail_cc;
+        }
+        rd_kafka_poll_set_consumer(w->consumer);
+        w->queue = rd_kafka_queue_get_consumer(w->consumer);
+
+        /* transactional producer: stable id per process and thread, so a
+         * restarted worker fences its previous incarnation at once */
+        rd_kafka_conf_t *pc = base_conf(app);
+        const char *pkv[] = {"transactional.id", txn_id,
+                             "client.id", client_id,
+                             "enable.idempotence", "true",
+                             "transaction.timeout.ms", ttl,
+                             "linger.ms", "5",
+                             NULL};
+        if (set_all(pc, pkv, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(pc);
+                goto fail;
+        }
+        rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+        rd_kafka_conf_set_opaque(pc, w);
+        w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
+        if (!w->producer) {
+                snprintf(errstr, errstr_size, "cannot create producer: %s", err);
+                rd_kafka_conf_destroy(pc);
+                goto fail;
+        }
+        w->restorer = rill_restorer_new(base_conf(app), errstr, errstr_size);
+        if (!w->restorer)
+                goto fail;
+        if (app->pgspec.dsn && *app->pgspec.dsn) {
+                w->pg = rill_pgsink_connect(&app->pgspec, errstr, errstr_size);
+                if (!w->pg)
+                        goto fail;
+        }
+        return w;
+fail_cc:
+        rd_kafka_conf_destroy(cc);
+fail:
+        rill_worker_destroy(w);
+        return NULL;
+}
+
+void rill_worker_destroy(rill_worker_t *w) {
+        if (!w)
+                return;
+        if (w->src)
+                for (int p = 0; p < w->app->partitions; p++) {
+                        if (w->src[p])
+                                rill_task_close(w->src[p]);
+                        if (w->agg[p])
+                                rill_task_close(w->agg[p]);
+                }
+        free(w->src);
+        free(w->agg);
+        if (w->queue)
+                rd_kafka_queue_destroy(w->queue);
+        if (w->consumer)
+                rd_kafka_destroy(w->consumer);
+        if (w->producer)
+                rd_kafka_destroy(w->producer);
+        rill_restorer_destroy(w->restorer);
+        rill_pgsink_destroy(w->pg);
+        free(w);
+}
+
+/* ---- the thread ---------------------------------------------------------------------------- */
+
+static int init_transactions(rill_worker_t *w) {
+        for (int attempt = 0; !atomic_load(&w->app->stop); attempt++) {
+                rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, TXN_TIMEOUT_MS);
+                if (!e)
+                        return 0;
+                rill_log(RILL_LOG_WARN, "init_transactions_failed",
+                         "thread=%s attempt=%d error=\"%s\"", w->name, attempt + 1,
+                         rd_kafka_error_string(e));
+                int fatal = rd_kafka_error_is_fatal(e);
+                rd_kafka_error_destroy(e);
+                if (fatal)
+                        return -1;
+                sleep_ms(w, 1000);
+        }
+        return -1;
+}
+
+static void run_loop(rill_worker_t *w) {
+        rd_kafka_message_t *msgs[BATCH_MAX];
+        char errstr[512];
+        while (!atomic_load(&w->app->stop) && !w->fatal) {
+                int64_t now = rill_now_mono_ms();
+                int64_t wait = w->last_commit_ms + w->app->commit_ms - now;
+                ssize_t n = rd_kafka_consume_batch_queue(w->queue, (int)(wait < 1 ? 1 : wait > 100 ? 100 : wait),
+                                                         msgs, BATCH_MAX);
+                int failed = 0;
+                for (ssize_t i = 0; i < n; i++) {
+                        rd_kafka_message_t *m = msgs[i];
+                        if (m->err) {
+                                rill_log(RILL_LOG_WARN, "consumer_error", "thread=%s error=\"%s\"",
+                                         w->name, rd_kafka_message_errstr(m));
+                        } else if (!failed) {
+                                rill_task_t **slot =
+                                    task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
+                                if (slot && *slot &&
+                                    rill_task_process(w, *slot, m, errstr, sizeof(errstr))) {
+                                        failed = 1;
+                                }
+                        }
+                        rd_kafka_message_destroy(m);
+                }
+                if (failed) {
+                        rill_log(RILL_LOG_ERROR, "process_failed", "thread=%s error=\"%s\"",
+                                 w->name, errstr);
+                        if (abort_all(w, errstr) || w->fatal) {
+                                rill_app_fail(w->app, "thread %s: %s", w->name, errstr);
+                                return;
+                        }
+                        sleep_ms(w, 1000);
+                        continue;
+                }
+                now = rill_now_mono_ms();
+                FOREACH_TASK(w, t) { rill_task_idle_check(w, t, now); }
+                if (now - w->last_commit_ms >= w->app->commit_ms)
+                        commit_all(w, "interval");
+        }
+}
+
+void *rill_worker_main(void *arg) {
+        rill_worker_t *w = arg;
+        if (init_transactions(w)) {
+                if (!atomic_load(&w->app->stop))
+                        rill_app_fail(w->app, "thread %s: cannot initialise transactions", w->name);
+                return NULL;
+        }
+        rd_kafka_topic_partition_list_t *topics = rd_kafka_topic_partition_list_new(2);
+        rd_kafka_topic_partition_list_add(topics, w->app->input_topic, RD_KAFKA_PARTITION_UA);
+        if (!w->app->keyed)
+                rd_kafka_topic_partition_list_add(topics, w->app->repartition_topic,
+                                                  RD_KAFKA_PARTITION_UA);
+        rd_kafka_resp_err_t err = rd_kafka_subscribe(w->consumer, topics);
+        rd_kafka_topic_partition_list_destroy(topics);
+        if (err) {
+                rill_app_fail(w->app, "thread %s: cannot subscribe: %s", w->name,
+                              rd_kafka_err2str(err));
+                return NULL;
+        }
+        rill_log(RILL_LOG_INFO, "thread_started", "thread=%s", w->name);
+        w->last_commit_ms = rill_now_mono_ms();
+        run_loop(w);
+        /* shutdown: final commit, then leave the group (the revoke callback
+         * commits again, which is a no-op, and closes the tasks) */
+        if (!w->fatal)
+                commit_all(w, "shutdown");
+        else
+                abort_all(w, "fatal error");
+        rd_kafka_consumer_close(w->consumer);
+        rill_log(RILL_LOG_INFO, "thread_stopped", "thread=%s", w->name);
+        return NULL;
+}

@@ -1,0 +1,43 @@
+/*
+ * codec.h -- byte encodings of the window store and its changelog.
+ *
+ * Store key   = 8-byte big-endian window start (sign bit flipped, so bytes
+ *               sort like numbers) followed by the aggregation key bytes.
+ *               Time first: closing windows is one range scan from the
+ *               start of the store to the close bound.
+ * Store value = msgpack array [sum, count, first_ts_ms, last_ts_ms].
+ * The changelog topic uses the same key and value bytes; a window deleted on
+ * close is a tombstone (null value). The task's stream time travels in the
+ * changelog under the one-byte key RILL_STREAM_TIME_KEY (value 8 bytes BE).
+ */
+#ifndef RILL_CODEC_H
+#define RILL_CODEC_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define RILL_STREAM_TIME_KEY "\x01"
+#define RILL_STREAM_TIME_KEY_LEN 1
+#define RILL_WKEY_HDR 8
+
+typedef struct rill_agg {
+        int64_t sum;
+        int64_t count;
+        int64_t first_ts; /* earliest event time in the window */
+        int64_t last_ts;  /* latest event time in the window */
+} rill_agg_t;
+
+void rill_be64_put(unsigned char *p, int64_t v);
+int64_t rill_be64_get(const unsigned char *p);
+
+/** Encode (window start, key) into out (size >= 8 + key_len). @returns length. */
+size_t rill_wkey_encode(int64_t wstart, const char *key, size_t key_len, unsigned char *out);
+/** Decode a store key. @returns -1 if it is not a window key. */
+int rill_wkey_decode(const void *buf, size_t len, int64_t *wstart, const char **key,
+                     size_t *key_len);
+
+/** Encode an aggregate into out (size >= 64). @returns length. */
+size_t rill_agg_encode(const rill_agg_t *agg, unsigned char *out, size_t size);
+/** @returns 0, or -1 when buf is not a valid encoded aggregate. */
+int rill_agg_decode(const void *buf, size_t len, rill_agg_t *agg);
+
+#endif

@@ -1,0 +1,158 @@
+/*
+ * restore.c -- see restore.h.
+ *
+ * Why the EOF offset and not "saw offset end-1": the last offset of a
+ * transactional changelog is usually a commit marker, never delivered as a
+ * record; librdkafka's partition EOF event carries the fetch position, which
+ * does step over markers and aborted batches.
+ */
+#include "restore.h"
+#include "fault.h"
+#include "log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define RESTORE_FLUSH_RECORDS 20000
+
+struct rill_restorer {
+        rd_kafka_t *rk;
+};
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) {
+        char err[512];
+        if (rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) ||
+            rd_kafka_conf_set(conf, "fetch.max.bytes", "52428800", err, sizeof(err))) {
+                snprintf(errstr, errstr_size, "restore consumer config: %s", err);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+        if (!rk) {
+                snprintf(errstr, errstr_size, "cannot create restore consumer: %s", err);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_poll_set_consumer(rk);
+        rill_restorer_t *r = calloc(1, sizeof(*r));
+        r->rk = rk;
+        return r;
+}
+
+void rill_restorer_destroy(rill_restorer_t *r) {
+        if (!r)
+                return;
+        rd_kafka_consumer_close(r->rk);
+        rd_kafka_destroy(r->rk);
+        free(r);
+}
+
+int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32_t partition,
+                 int64_t timeout_ms, rill_restore_stats_t *stats, char *errstr,
+                 size_t errstr_size) {
+        int64_t low = 0, high = 0, t0 = now_ms(), last_log = t0;
+        errstr[0] = '\0';
+        memset(stats, 0, sizeof(*stats));
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(r->rk, topic, partition, &low, &high, 10000);
+        if (e) {
+                snprintf(errstr, errstr_size, "restore %s [%d]: cannot read end offset: %s", topic,
+                         partition, rd_kafka_err2str(e));
+                return -1;
+        }
+        int64_t start = rill_wstore_changelog_offset(ws);
+        if (start > high || (start >= 0 && start < low))
+                return 1; /* the store does not belong to this changelog */
+        if (start < 0)
+                start = low;
+        stats->start_offset = start;
+        stats->end_offset = high;
+        if (start >= high) {
+                if (rill_wstore_changelog_offset(ws) < 0 &&
+                    rill_wstore_restore_flush(ws, start, errstr, errstr_size))
+                        return -1;
+                return 0;
+        }
+        rill_log(RILL_LOG_INFO, "restore_start",
+                 "topic=%s partition=%d from=%lld to=%lld records_max=%lld", topic, partition,
+                 (long long)start, (long long)high, (long long)(high - start));
+
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(parts, topic, partition)->offset = start;
+        e = rd_kafka_assign(r->rk, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+        if (e) {
+                snprintf(errstr, errstr_size, "restore %s [%d]: assign failed: %s", topic,
+                         partition, rd_kafka_err2str(e));
+                return -1;
+        }
+        int rc = -1, pending = 0;
+        int64_t next = start;
+        while (now_ms() - t0 < timeout_ms) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 200);
+                if (!m)
+                        continue;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (m->offset > next)
+                                next = m->offset;
+                        rd_kafka_message_destroy(m);
+                        if (next >= high) {
+                                rc = 0;
+                                break;
+                        }
+                        continue;
+                }
+                if (m->err) {
+                        snprintf(errstr, errstr_size, "restore %s [%d]: %s", topic, partition,
+                                 rd_kafka_message_errstr(m));
+                        rd_kafka_message_destroy(m);
+                        if (rd_kafka_fatal_error(r->rk, NULL, 0))
+                                break;
+                        continue; /* transient: librdkafka retries the fetch */
+                }
+                rill_wstore_restore_add(ws, m->key, m->key_len, m->payload, m->len);
+                next = m->offset + 1;
+                stats->records++;
+                rd_kafka_message_destroy(m);
+                if (++pending >= RESTORE_FLUSH_RECORDS) {
+                        if (rill_wstore_restore_flush(ws, next, errstr, errstr_size))
+                                break;
+                        pending = 0;
+                        rill_fault("mid_restore");
+                }
+                if (now_ms() - last_log >= 5000) {
+                        last_log = now_ms();
+                        double done = (double)(next - start) / (double)(high - start);
+                        double rate = (double)stats->records * 1000.0 / (double)(last_log - t0 + 1);
+                        rill_log(RILL_LOG_INFO, "restore_progress",
+                                 "topic=%s partition=%d records=%lld percent=%.1f eta_s=%.0f",
+                                 topic, partition, (long long)stats->records, done * 100.0,
+                                 rate > 0 ? (double)(high - next) / rate : -1.0);
+                }
+        }
+        if (rc == 0 && rill_wstore_restore_flush(ws, next, errstr, errstr_size))
+                rc = -1;
+        else if (rc && !*errstr)
+                snprintf(errstr, errstr_size,
+                         "restore %s [%d] did not reach end offset %lld within %lld ms "
+                         "(position %lld; an open transaction blocks it until it times out)",
+                         topic, partition, (long long)high, (long long)timeout_ms,
+                         (long long)next);
+        rd_kafka_assign(r->rk, NULL);
+        stats->elapsed_ms = now_ms() - t0;
+        if (rc == 0)
+                rill_log(RILL_LOG_INFO, "restore_done",
+                         "topic=%s partition=%d records=%lld elapsed_ms=%lld", topic, partition,
+                         (long long)stats->records, (long long)stats->elapsed_ms);
+        return rc;
+}

@@ -1,0 +1,37 @@
+/*
+ * restore.h -- rebuilding a window store from its changelog partition.
+ *
+ * Each stream thread owns one restorer: a plain consumer (no group, nothing
+ * committed) reading read_committed, as Kafka Streams' restore consumer.
+ * A restore reads from the store's committed changelog offset to the end
+ * offset captured when it starts and is done when the consumer's position
+ * (the EOF offset, which steps over transaction markers) reaches it.
+ */
+#ifndef RILL_RESTORE_H
+#define RILL_RESTORE_H
+
+#include "wstore.h"
+#include <librdkafka/rdkafka.h>
+
+typedef struct rill_restorer rill_restorer_t;
+
+typedef struct rill_restore_stats {
+        int64_t start_offset, end_offset;
+        int64_t records;
+        int64_t elapsed_ms;
+} rill_restore_stats_t;
+
+/** @returns a restorer, or NULL (errstr). conf is consumed (owned) on success
+ *  and on failure. @locality the owning stream thread. */
+rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size);
+void rill_restorer_destroy(rill_restorer_t *r);
+
+/** Restore ws from topic/partition. @returns 0 done, 1 when the store is
+ *  ahead of or behind the changelog (a different incarnation of the topic:
+ *  the caller wipes the store and restores from the start), -1 on error.
+ *  @locality the owning stream thread. */
+int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32_t partition,
+                 int64_t timeout_ms, rill_restore_stats_t *stats, char *errstr,
+                 size_t errstr_size);
+
+#endif

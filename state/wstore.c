@@ -1,0 +1,513 @@
+/*
+ * wstore.c -- the window store: RocksDB under an in-memory write cache.
+ *
+ * Invariant: RocksDB only ever holds state that a committed Kafka
+ * transaction also put in the changelog, and the meta key "changelog_offset"
+ * written in the same WriteBatch says up to where. So after any crash the
+ * store is a prefix of the changelog, and restore replays only the tail.
+ *
+ * The cache is a chained hash table of the windows changed since the last
+ * commit (value or deletion). It is emptied at every commit (apply) or abort
+ * (discard), so it stays as small as one commit interval's working set.
+ *
+ * Meta keys start with 0xff; window keys start with the big-endian window
+ * start with its sign bit flipped, so every real window key sorts below 0xff
+ * unless its start is beyond year 292 million -- impossible after the event
+ * time validation.
+ */
+#include "wstore.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define META_OFFSET "\xff" "changelog_offset"
+#define META_STREAM_TIME "\xff" "stream_time"
+#define META_IDENTITY "\xff" "identity"
+#define MAX_KEY 4096
+
+typedef struct centry {
+        struct centry *next;
+        uint64_t hash;
+        int64_t wstart;
+        char *key;
+        size_t key_len;
+        rill_agg_t agg;
+        int deleted;
+} centry_t;
+
+struct rill_wstore {
+        rocksdb_t *db;
+        rocksdb_options_t *opts;
+        rocksdb_readoptions_t *ropts;
+        rocksdb_writeoptions_t *wopts;
+        rocksdb_writebatch_t *restore_batch;
+        int64_t changelog_offset;
+        int64_t stream_time;
+        centry_t **buckets;
+        size_t nbuckets, ncached;
+};
+
+/* ---- the write cache ---------------------------------------------------------- */
+
+static uint64_t hash_key(int64_t wstart, const char *key, size_t len) {
+        uint64_t h = 1469598103934665603ULL ^ (uint64_t)wstart; /* FNV-1a */
+        for (size_t i = 0; i < len; i++)
+                h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+        return h;
+}
+
+static centry_t *cache_find(rill_wstore_t *ws, uint64_t h, int64_t wstart, const char *key,
+                            size_t len) {
+        for (centry_t *e = ws->buckets[h & (ws->nbuckets - 1)]; e; e = e->next)
+                if (e->hash == h && e->wstart == wstart && e->key_len == len &&
+                    !memcmp(e->key, key, len))
+                        return e;
+        return NULL;
+}
+
+static void cache_grow(rill_wstore_t *ws) {
+        size_t n = ws->nbuckets * 2;
+        centry_t **b = calloc(n, sizeof(*b));
+        for (size_t i = 0; i < ws->nbuckets; i++) {
+                centry_t *e = ws->buckets[i], *next;
+                for (; e; e = next) {
+                        next = e->next;
+                        e->next = b[e->hash & (n - 1)];
+                        b[e->hash & (n - 1)] = e;
+                }
+        }
+        free(ws->buckets);
+        ws->buckets = b;
+        ws->nbuckets = n;
+}
+
+static centry_t *cache_upsert(rill_wstore_t *ws, int64_t wstart, const char *key, size_t len) {
+        uint64_t h = hash_key(wstart, key, len);
+        centry_t *e = cache_find(ws, h, wstart, key, len);
+        if (e)
+                return e;
+        if (ws->ncached >= ws->nbuckets)
+                cache_grow(ws);
+        e = calloc(1, sizeof(*e) + len);
+        e->key = (char *)(e + 1);
+        memcpy(e->key, key, len);
+        e->key_len = len;
+        e->wstart = wstart;
+        e->hash = h;
+        e->next = ws->buckets[h & (ws->nbuckets - 1)];
+        ws->buckets[h & (ws->nbuckets - 1)] = e;
+        ws->ncached++;
+        return e;
+}
+
+static void cache_clear(rill_wstore_t *ws) {
+        for (size_t i = 0; i < ws->nbuckets; i++) {
+                centry_t *e = ws->buckets[i], *next;
+                for (; e; e = next) {
+                        next = e->next;
+                        free(e);
+                }
+                ws->buckets[i] = NULL;
+        }
+        ws->ncached = 0;
+}
+
+/* ---- open / close / wipe ------------------------------------------------------- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+        (void)sb, (void)flag, (void)ftw;
+        return remove(path);
+}
+
+int rill_wstore_wipe(const char *dir, char *errstr, size_t errstr_size) {
+        struct stat st;
+        if (stat(dir, &st) && errno == ENOENT)
+                return 0;
+        if (nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS)) {
+                snprintf(errstr, errstr_size, "cannot remove state directory %s: %s", dir,
+                         strerror(errno));
+                return -1;
+        }
+        return 0;
+}
+
+static int mkdirs(const char *dir) {
+        char tmp[1024];
+        snprintf(tmp, sizeof(tmp), "%s", dir);
+        for (char *p = tmp + 1; *p; p++)
+                if (*p == '/') {
+                        *p = '\0';
+                        if (mkdir(tmp, 0750) && errno != EEXIST)
+                                return -1;
+                        *p = '/';
+                }
+        return mkdir(tmp, 0750) && errno != EEXIST ? -1 : 0;
+}
+
+/* One LRU block cache for every store of the process (RocksDB caches are
+ * thread-safe), created once on first use from whichever thread gets there. */
+static rocksdb_cache_t *block_cache;
+static pthread_once_t block_cache_once = PTHREAD_ONCE_INIT;
+static void block_cache_create(void) { block_cache = rocksdb_cache_create_lru(64 << 20); }
+
+static rocksdb_cache_t *shared_block_cache(void) {
+        pthread_once(&block_cache_once, block_cache_create);
+        return block_cache;
+}
+
+static int64_t meta_get_int(rill_wstore_t *ws, const char *mkey, int64_t def, char **err) {
+        size_t len = 0;
+        char *v = rocksdb_get(ws->db, ws->ropts, mkey, strlen(mkey), &len, err);
+        int64_t r = def;
+        if (v && len == 8)
+                r = rill_be64_get((unsigned char *)v);
+        else if (v)
+                r = INT64_MIN + 1; /* malformed meta: treated as corruption by caller */
+        free(v);
+        return r;
+}
+
+static rill_wstore_t *open_db(const char *dir, char **err) {
+        rill_wstore_t *ws = calloc(1, sizeof(*ws));
+        ws->opts = rocksdb_options_create();
+        rocksdb_options_set_create_if_missing(ws->opts, 1);
+        rocksdb_options_set_paranoid_checks(ws->opts, 1);
+        rocksdb_options_set_write_buffer_size(ws->opts, 8 << 20);
+        rocksdb_options_set_max_write_buffer_number(ws->opts, 2);
+        rocksdb_options_set_max_open_files(ws->opts, 64);
+        rocksdb_options_set_info_log_level(ws->opts, 3 /* error */);
+        rocksdb_options_set_keep_log_file_num(ws->opts, 2);
+        rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
+        rocksdb_block_based_options_set_block_cache(bbo, shared_block_cache());
+        rocksdb_options_set_block_based_table_factory(ws->opts, bbo);
+        rocksdb_block_based_options_destroy(bbo);
+        ws->ropts = rocksdb_readoptions_create();
+        rocksdb_readoptions_set_verify_checksums(ws->ropts, 1);
+        ws->wopts = rocksdb_writeoptions_create();
+        ws->restore_batch = rocksdb_writebatch_create();
+        ws->nbuckets = 64;
+        ws->buckets = calloc(ws->nbuckets, sizeof(*ws->buckets));
+        ws->db = rocksdb_open(ws->opts, dir, err);
+        if (!ws->db) {
+                rill_wstore_close(ws);
+                return NULL;
+        }
+        return ws;
+}
+
+rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wiped,
+                                char *errstr, size_t errstr_size) {
+        char *err = NULL;
+        *wiped = 0;
+        if (mkdirs(dir)) {
+                snprintf(errstr, errstr_size, "cannot create state directory %s: %s", dir,
+                         strerror(errno));
+                return NULL;
+        }
+        for (int attempt = 0; attempt < 2; attempt++) {
+                rill_wstore_t *ws = open_db(dir, &err);
+                const char *why = NULL;
+                if (ws) {
+                        size_t len = 0;
+                        char *id = rocksdb_get(ws->db, ws->ropts, META_IDENTITY,
+                                               strlen(META_IDENTITY), &len, &err);
+                        ws->changelog_offset = meta_get_int(ws, META_OFFSET, -1, &err);
+                        ws->stream_time = meta_get_int(ws, META_STREAM_TIME, INT64_MIN, &err);
+                        if (err)
+                                why = "unreadable";
+                        else if (!id && ws->changelog_offset != -1)
+                                why = "no identity";
+                        else if (id && (len != strlen(identity) || memcmp(id, identity, len)))
+                                why = "identity differs";
+                        else if (ws->changelog_offset == INT64_MIN + 1 ||
+                                 ws->stream_time == INT64_MIN + 1)
+                                why = "malformed metadata";
+                        free(id);
+                        if (!why) {
+                                if (ws->changelog_offset == -1) {
+                                        /* new store: stamp it with its owner */
+                                        rocksdb_put(ws->db, ws->wopts, META_IDENTITY,
+                                                    strlen(META_IDENTITY), identity,
+                                                    strlen(identity), &err);
+                                        if (err) {
+                                                snprintf(errstr, errstr_size,
+                                                         "cannot write state store %s: %s", dir,
+                                                         err);
+                                                free(err);
+                                                rill_wstore_close(ws);
+                                                return NULL;
+                                        }
+                                }
+                                return ws;
+                        }
+                        rill_wstore_close(ws);
+                } else {
+                        why = err;
+                }
+                if (attempt == 1) {
+                        snprintf(errstr, errstr_size, "cannot open state store %s: %s", dir,
+                                 why ? why : "unknown error");
+                        free(err);
+                        return NULL;
+                }
+                /* Never serve state we cannot trust: wipe and rebuild from the
+                 * changelog. */
+                fprintf(stderr, "level=warn event=store_wiped dir=%s reason=\"%s\"\n", dir,
+                        why ? why : "?");
+                free(err);
+                err = NULL;
+                if (rill_wstore_wipe(dir, errstr, errstr_size) || mkdirs(dir))
+                        return NULL;
+                *wiped = 1;
+        }
+        return NULL;
+}
+
+void rill_wstore_close(rill_wstore_t *ws) {
+        if (!ws)
+                return;
+        cache_clear(ws);
+        free(ws->buckets);
+        if (ws->db)
+                rocksdb_close(ws->db);
+        rocksdb_writebatch_destroy(ws->restore_batch);
+        rocksdb_readoptions_destroy(ws->ropts);
+        rocksdb_writeoptions_destroy(ws->wopts);
+        rocksdb_options_destroy(ws->opts);
+        free(ws);
+}
+
+int64_t rill_wstore_changelog_offset(const rill_wstore_t *ws) { return ws->changelog_offset; }
+int64_t rill_wstore_stream_time(const rill_wstore_t *ws) { return ws->stream_time; }
+
+/* ---- reads and cached writes ------------------------------------------------- */
+
+int rill_wstore_get(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,
+                    rill_agg_t *agg, char *errstr, size_t errstr_size) {
+        centry_t *e = cache_find(ws, hash_key(wstart, key, key_len), wstart, key, key_len);
+        if (e) {
+                if (e->deleted)
+                        return 0;
+                *agg = e->agg;
+                return 1;
+        }
+        unsigned char kbuf[RILL_WKEY_HDR + MAX_KEY];
+        if (key_len > MAX_KEY) {
+                snprintf(errstr, errstr_size, "key of %zu bytes exceeds the store limit %d",
+                         key_len, MAX_KEY);
+                return -1;
+        }
+        size_t klen = rill_wkey_encode(wstart, key, key_len, kbuf);
+        char *err = NULL;
+        size_t vlen = 0;
+        char *v = rocksdb_get(ws->db, ws->ropts, (char *)kbuf, klen, &vlen, &err);
+        if (err) {
+                snprintf(errstr, errstr_size, "state store read failed: %s", err);
+                free(err);
+                return -1;
+        }
+        if (!v)
+                return 0;
+        int rc = rill_agg_decode(v, vlen, agg) ? -1 : 1;
+        free(v);
+        if (rc < 0)
+                snprintf(errstr, errstr_size, "state store holds an undecodable value (corrupt)");
+        return rc;
+}
+
+void rill_wstore_put(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,
+                     const rill_agg_t *agg) {
+        centry_t *e = cache_upsert(ws, wstart, key, key_len);
+        e->agg = *agg;
+        e->deleted = 0;
+}
+
+void rill_wstore_delete(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len) {
+        centry_t *e = cache_upsert(ws, wstart, key, key_len);
+        e->deleted = 1;
+}
+
+/* ---- closing windows ------------------------------------------------------------ */
+
+void rill_wlist_free(rill_wlist_t *l) {
+        for (size_t i = 0; i < l->cnt; i++)
+                free(l->v[i].key);
+        free(l->v);
+        memset(l, 0, sizeof(*l));
+}
+
+static void wlist_add(rill_wlist_t *l, int64_t wstart, const char *key, size_t len,
+                      const rill_agg_t *agg) {
+        if (l->cnt == l->size) {
+                l->size = l->size ? l->size * 2 : 16;
+                l->v = realloc(l->v, l->size * sizeof(*l->v));
+        }
+        rill_wentry_t *e = &l->v[l->cnt++];
+        e->wstart = wstart;
+        e->key = malloc(len ? len : 1);
+        memcpy(e->key, key, len);
+        e->key_len = len;
+        e->agg = *agg;
+}
+
+static int wentry_cmp(const void *a, const void *b) {
+        const rill_wentry_t *x = a, *y = b;
+        if (x->wstart != y->wstart)
+                return x->wstart < y->wstart ? -1 : 1;
+        size_t n = x->key_len < y->key_len ? x->key_len : y->key_len;
+        int c = memcmp(x->key, y->key, n);
+        return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
+int rill_wstore_closed(rill_wstore_t *ws, int64_t bound, rill_wlist_t *out, char *errstr,
+                       size_t errstr_size) {
+        unsigned char upper[RILL_WKEY_HDR];
+        rill_wkey_encode(bound, "", 0, upper);
+        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+        rocksdb_readoptions_set_verify_checksums(ro, 1);
+        rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)upper, sizeof(upper));
+        rocksdb_iterator_t *it = rocksdb_create_iterator(ws->db, ro);
+        int rc = 0;
+        for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+                size_t klen, vlen;
+                const char *k = rocksdb_iter_key(it, &klen);
+                const char *v = rocksdb_iter_value(it, &vlen);
+                int64_t wstart;
+                const char *key;
+                size_t key_len;
+                rill_agg_t agg;
+                if (rill_wkey_decode(k, klen, &wstart, &key, &key_len) ||
+                    rill_agg_decode(v, vlen, &agg)) {
+                        snprintf(errstr, errstr_size, "state store holds an undecodable window (corrupt)");
+                        rc = -1;
+                        break;
+                }
+                if (cache_find(ws, hash_key(wstart, key, key_len), wstart, key, key_len))
+                        continue; /* the cache has the newer truth */
+                wlist_add(out, wstart, key, key_len, &agg);
+        }
+        char *err = NULL;
+        rocksdb_iter_get_error(it, &err);
+        if (err && !rc) {
+                snprintf(errstr, errstr_size, "state store scan failed: %s", err);
+                rc = -1;
+        }
+        free(err);
+        rocksdb_iter_destroy(it);
+        rocksdb_readoptions_destroy(ro);
+        if (rc)
+                return rc;
+        for (size_t i = 0; i < ws->nbuckets; i++)
+                for (centry_t *e = ws->buckets[i]; e; e = e->next)
+                        if (!e->deleted && e->wstart < bound)
+                                wlist_add(out, e->wstart, e->key, e->key_len, &e->agg);
+        qsort(out->v, out->cnt, sizeof(*out->v), wentry_cmp);
+        return 0;
+}
+
+/* ---- commit: changelog view, apply, discard -------------------------------------- */
+
+void rill_wstore_foreach_dirty(rill_wstore_t *ws,
+                               void (*cb)(void *, int64_t, const char *, size_t,
+                                          const rill_agg_t *),
+                               void *opaque) {
+        for (size_t i = 0; i < ws->nbuckets; i++)
+                for (centry_t *e = ws->buckets[i]; e; e = e->next)
+                        cb(opaque, e->wstart, e->key, e->key_len, e->deleted ? NULL : &e->agg);
+}
+
+size_t rill_wstore_dirty_count(const rill_wstore_t *ws) { return ws->ncached; }
+
+static void batch_meta(rocksdb_writebatch_t *b, int64_t offset, int64_t stream_time) {
+        unsigned char v[8];
+        rill_be64_put(v, offset);
+        rocksdb_writebatch_put(b, META_OFFSET, strlen(META_OFFSET), (char *)v, 8);
+        if (stream_time != INT64_MIN) {
+                rill_be64_put(v, stream_time);
+                rocksdb_writebatch_put(b, META_STREAM_TIME, strlen(META_STREAM_TIME), (char *)v,
+                                       8);
+        }
+}
+
+int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t stream_time,
+                      char *errstr, size_t errstr_size) {
+        rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+        unsigned char kbuf[RILL_WKEY_HDR + MAX_KEY], vbuf[64];
+        for (size_t i = 0; i < ws->nbuckets; i++)
+                for (centry_t *e = ws->buckets[i]; e; e = e->next) {
+                        if (e->key_len > MAX_KEY)
+                                continue; /* rejected on get already */
+                        size_t klen = rill_wkey_encode(e->wstart, e->key, e->key_len, kbuf);
+                        if (e->deleted) {
+                                rocksdb_writebatch_delete(b, (char *)kbuf, klen);
+                        } else {
+                                size_t vlen = rill_agg_encode(&e->agg, vbuf, sizeof(vbuf));
+                                rocksdb_writebatch_put(b, (char *)kbuf, klen, (char *)vbuf, vlen);
+                        }
+                }
+        batch_meta(b, changelog_offset, stream_time);
+        char *err = NULL;
+        rocksdb_write(ws->db, ws->wopts, b, &err);
+        rocksdb_writebatch_destroy(b);
+        if (err) {
+                snprintf(errstr, errstr_size, "state store write failed: %s", err);
+                free(err);
+                return -1;
+        }
+        ws->changelog_offset = changelog_offset;
+        if (stream_time != INT64_MIN)
+                ws->stream_time = stream_time;
+        cache_clear(ws);
+        return 0;
+}
+
+void rill_wstore_discard(rill_wstore_t *ws) { cache_clear(ws); }
+
+/* ---- restore ---------------------------------------------------------------------- */
+
+void rill_wstore_restore_add(rill_wstore_t *ws, const void *key, size_t key_len,
+                             const void *value, size_t value_len) {
+        if (key_len == RILL_STREAM_TIME_KEY_LEN && !memcmp(key, RILL_STREAM_TIME_KEY, 1)) {
+                if (value && value_len == 8) {
+                        int64_t st = rill_be64_get(value);
+                        if (st > ws->stream_time || ws->stream_time == INT64_MIN)
+                                ws->stream_time = st;
+                }
+                return;
+        }
+        if (value)
+                rocksdb_writebatch_put(ws->restore_batch, key, key_len, value, value_len);
+        else
+                rocksdb_writebatch_delete(ws->restore_batch, key, key_len);
+}
+
+int rill_wstore_restore_flush(rill_wstore_t *ws, int64_t next_offset, char *errstr,
+                              size_t errstr_size) {
+        batch_meta(ws->restore_batch, next_offset, ws->stream_time);
+        char *err = NULL;
+        rocksdb_write(ws->db, ws->wopts, ws->restore_batch, &err);
+        rocksdb_writebatch_clear(ws->restore_batch);
+        if (err) {
+                snprintf(errstr, errstr_size, "state store write failed during restore: %s", err);
+                free(err);
+                return -1;
+        }
+        ws->changelog_offset = next_offset;
+        return 0;
+}
+
+uint64_t rill_wstore_size_bytes(rill_wstore_t *ws) {
+        char *v = rocksdb_property_value(ws->db, "rocksdb.total-sst-files-size");
+        uint64_t n = v ? strtoull(v, NULL, 10) : 0;
+        free(v);
+        char *m = rocksdb_property_value(ws->db, "rocksdb.cur-size-all-mem-tables");
+        n += m ? strtoull(m, NULL, 10) : 0;
+        free(m);
+        return n;
+}

@@ -1,0 +1,100 @@
+/*
+ * wstore.h -- a task's window store: RocksDB plus an in-memory write cache.
+ *
+ * Ownership: one store per task, owned by the stream thread that owns the
+ * task; no function here is thread-safe, none needs to be.
+ *
+ * Two layers:
+ *   - RocksDB holds the committed state: every window at the changelog
+ *     offset recorded with it (meta key), and the stream time.
+ *   - The write cache holds the changes since the last commit. Reads look at
+ *     the cache first. At commit the cache is produced to the changelog
+ *     (rill_wstore_foreach_dirty), and, once the Kafka transaction has
+ *     committed, applied to RocksDB in one WriteBatch together with the new
+ *     changelog offset and stream time (rill_wstore_apply). On abort it is
+ *     dropped (rill_wstore_discard) and the committed state is untouched.
+ */
+#ifndef RILL_WSTORE_H
+#define RILL_WSTORE_H
+
+#include "codec.h"
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rill_wstore rill_wstore_t;
+
+/** A window found by rill_wstore_closed(). key is owned by the list. */
+typedef struct rill_wentry {
+        int64_t wstart;
+        char *key;
+        size_t key_len;
+        rill_agg_t agg;
+} rill_wentry_t;
+
+typedef struct rill_wlist {
+        rill_wentry_t *v;
+        size_t cnt, size;
+} rill_wlist_t;
+
+void rill_wlist_free(rill_wlist_t *l);
+
+/** Open (creating if missing) the store at dir. identity names the owner
+ *  (application, changelog topic, partition): a store whose recorded identity
+ *  differs, or that RocksDB reports as corrupt, is wiped and opened empty
+ *  (*wiped set to 1) so the caller restores it from the changelog start. */
+rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wiped,
+                                char *errstr, size_t errstr_size);
+void rill_wstore_close(rill_wstore_t *ws);
+
+/** Remove a store directory and everything in it. @returns 0 or -1. */
+int rill_wstore_wipe(const char *dir, char *errstr, size_t errstr_size);
+
+/** Committed changelog offset (next offset to read), -1 if none. */
+int64_t rill_wstore_changelog_offset(const rill_wstore_t *ws);
+/** Committed stream time, INT64_MIN if none. */
+int64_t rill_wstore_stream_time(const rill_wstore_t *ws);
+
+/** Look a window up (cache, then RocksDB).
+ *  @returns 1 found, 0 absent, -1 on a read or decode error (errstr). */
+int rill_wstore_get(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,
+                    rill_agg_t *agg, char *errstr, size_t errstr_size);
+/** Record a new value for a window in the cache. */
+void rill_wstore_put(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,
+                     const rill_agg_t *agg);
+/** Record the deletion of a window in the cache. */
+void rill_wstore_delete(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len);
+
+/** Collect every live window with wstart < bound (cache merged over RocksDB),
+ *  ordered by (wstart, key). @returns 0 or -1 (errstr). */
+int rill_wstore_closed(rill_wstore_t *ws, int64_t bound, rill_wlist_t *out, char *errstr,
+                       size_t errstr_size);
+
+/** Call cb for each cached change (agg NULL for a deletion). */
+void rill_wstore_foreach_dirty(rill_wstore_t *ws,
+                               void (*cb)(void *opaque, int64_t wstart, const char *key,
+                                          size_t key_len, const rill_agg_t *agg),
+                               void *opaque);
+size_t rill_wstore_dirty_count(const rill_wstore_t *ws);
+
+/** Apply the cache to RocksDB in one WriteBatch with the changelog offset and
+ *  stream time, then clear the cache. Call only after the Kafka transaction
+ *  that carried these changes committed. @returns 0 or -1 (errstr). */
+int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t stream_time,
+                      char *errstr, size_t errstr_size);
+/** Drop the cache (transaction aborted). */
+void rill_wstore_discard(rill_wstore_t *ws);
+
+/* ---- restore: raw changelog records straight into a WriteBatch ------------ */
+
+/** Add one changelog record (value NULL = tombstone) to the restore batch. */
+void rill_wstore_restore_add(rill_wstore_t *ws, const void *key, size_t key_len,
+                             const void *value, size_t value_len);
+/** Write the restore batch with next_offset as the new changelog offset.
+ *  @returns 0 or -1 (errstr). */
+int rill_wstore_restore_flush(rill_wstore_t *ws, int64_t next_offset, char *errstr,
+                              size_t errstr_size);
+
+/** Approximate on-disk size in bytes (for metrics). */
+uint64_t rill_wstore_size_bytes(rill_wstore_t *ws);
+
+#endif

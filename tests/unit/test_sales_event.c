@@ -1,0 +1,97 @@
+/* Unit tests: sales event extraction (every bad input has its reason) and
+ * result formatting. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <string.h>
+#include <time.h>
+#include "event.h"
+
+static sales_parse_conf_t pc = {0, 3600000, 0, 16};
+
+static int run(const char *json, size_t len, rill_event_t *ev, rill_reject_t *rej) {
+        rill_raw_t raw = {NULL, 0, json, len, "sales-usd", 0, 0};
+        memset(rej, 0, sizeof(*rej));
+        return sales_extract(&pc, &raw, ev, rej);
+}
+
+static void good_event(void **s) {
+        (void)s;
+        rill_event_t ev;
+        rill_reject_t rej;
+        const char *j = "{\"seller_id\":\"al\\\"ice'; DROP TABLE x;--\",\"amount_usd\":250,\"sale_ts\":1700000000}";
+        pc.key_max = 64;
+        assert_int_equal(run(j, strlen(j), &ev, &rej), 0);
+        assert_int_equal(ev.key_len, strlen("al\"ice'; DROP TABLE x;--"));
+        assert_memory_equal(ev.key, "al\"ice'; DROP TABLE x;--", ev.key_len);
+        assert_int_equal(ev.value, 250);
+        assert_int_equal(ev.ts_ms, 1700000000000LL);
+        pc.key_max = 16;
+}
+
+static void expect_reason(const char *json, size_t len, const char *reason) {
+        rill_event_t ev;
+        rill_reject_t rej;
+        assert_int_equal(run(json, len, &ev, &rej), -1);
+        if (strcmp(rej.reason, reason))
+                fail_msg("input %.*s: reason %s, expected %s (%s)", (int)len, json, rej.reason,
+                         reason, rej.detail);
+        assert_true(strlen(rej.detail) > 0);
+}
+#define EXPECT(j, r) expect_reason(j, sizeof(j) - 1, r)
+
+static void bad_events(void **s) {
+        (void)s;
+        EXPECT("", "malformed_json");
+        EXPECT("{not json", "malformed_json");
+        EXPECT("[1,2]", "not_an_object");
+        EXPECT("{\"amount_usd\":1,\"sale_ts\":1700000000}", "missing_field");
+        EXPECT("{\"seller_id\":\"a\",\"sale_ts\":1700000000}", "missing_field");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":1}", "missing_field");
+        EXPECT("{\"seller_id\":7,\"amount_usd\":1,\"sale_ts\":1700000000}", "wrong_type");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":\"1\",\"sale_ts\":1700000000}", "wrong_type");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":\"x\"}", "wrong_type");
+        EXPECT("{\"seller_id\":\"\",\"amount_usd\":1,\"sale_ts\":1700000000}", "invalid_seller_id");
+        EXPECT("{\"seller_id\":\"01234567890123456\",\"amount_usd\":1,\"sale_ts\":1700000000}",
+               "invalid_seller_id");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":-5,\"sale_ts\":1700000000}", "invalid_amount");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":1.5,\"sale_ts\":1700000000}", "invalid_amount");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":99999999999999999999,\"sale_ts\":1}",
+               "malformed_json");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":-1}", "invalid_timestamp");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":1.5}", "invalid_timestamp");
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":99999999999}", "invalid_timestamp");
+        EXPECT("{\"seller_id\":\"a\",\"seller_id\":\"b\",\"amount_usd\":1,\"sale_ts\":1700000000}",
+               "malformed_json");
+        EXPECT("{\"seller_id\":\"a\\u0000b\",\"amount_usd\":1,\"sale_ts\":1700000000}",
+               "malformed_json");
+        EXPECT("{\"seller_id\":\"\xff\xfe\",\"amount_usd\":1,\"sale_ts\":1700000000}", "invalid_utf8");
+}
+
+static void past_limit(void **s) {
+        (void)s;
+        pc.max_past_ms = 86400000;
+        EXPECT("{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":1000}", "invalid_timestamp");
+        pc.max_past_ms = 0;
+}
+
+static void format_result(void **s) {
+        (void)s;
+        char buf[512];
+        rill_result_t r = {"se\"l", 4, 1763932140000, 1763932200000, 1234, 5, 0, 0};
+        size_t n = sales_format(NULL, &r, buf, sizeof(buf));
+        assert_true(n > 0);
+        assert_string_equal(buf,
+                            "{\"seller_id\":\"se\\\"l\",\"window_start\":\"2025-11-23T21:09:00Z\","
+                            "\"window_end\":\"2025-11-23T21:10:00Z\",\"window_start_ms\":1763932140000,"
+                            "\"total_amount_usd\":1234,\"sales_count\":5}");
+        assert_int_equal(sales_format(NULL, &r, buf, 20), 0); /* too small: refused, no overflow */
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {cmocka_unit_test(good_event), cmocka_unit_test(bad_events),
+                                           cmocka_unit_test(past_limit),
+                                           cmocka_unit_test(format_result)};
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,164 @@
+/* Unit tests: the RocksDB window store, its write cache, apply/discard,
+ * restore batches, identity checks and corruption handling. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "wstore.h"
+
+static char dir[256];
+static char err[512];
+
+static int setup(void **s) {
+        (void)s;
+        snprintf(dir, sizeof(dir), "/tmp/rill-wstore-test-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+        strcat(dir, "/store");
+        return 0;
+}
+
+static int teardown(void **s) {
+        (void)s;
+        char parent[256];
+        snprintf(parent, sizeof(parent), "%s", dir);
+        *strrchr(parent, '/') = '\0';
+        rill_wstore_wipe(parent, err, sizeof(err));
+        return 0;
+}
+
+static rill_wstore_t *open_store(const char *identity, int *wiped) {
+        rill_wstore_t *ws = rill_wstore_open(dir, identity, wiped, err, sizeof(err));
+        assert_non_null(ws);
+        return ws;
+}
+
+static void cache_then_apply_then_reopen(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|0", &wiped);
+        assert_int_equal(wiped, 0);
+        assert_int_equal(rill_wstore_changelog_offset(ws), -1);
+        rill_agg_t a = {100, 1, 5, 5}, out;
+        rill_wstore_put(ws, 0, "s1", 2, &a);
+        assert_int_equal(rill_wstore_get(ws, 0, "s1", 2, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 100);
+        assert_int_equal(rill_wstore_dirty_count(ws), 1);
+        assert_int_equal(rill_wstore_apply(ws, 7, 5, err, sizeof(err)), 0);
+        assert_int_equal(rill_wstore_dirty_count(ws), 0);
+        /* discard drops only uncommitted changes */
+        a.sum = 999;
+        rill_wstore_put(ws, 0, "s1", 2, &a);
+        rill_wstore_discard(ws);
+        assert_int_equal(rill_wstore_get(ws, 0, "s1", 2, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 100);
+        rill_wstore_close(ws);
+        ws = open_store("app|cl|0", &wiped);
+        assert_int_equal(wiped, 0);
+        assert_int_equal(rill_wstore_changelog_offset(ws), 7);
+        assert_int_equal(rill_wstore_stream_time(ws), 5);
+        assert_int_equal(rill_wstore_get(ws, 0, "s1", 2, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 100);
+        rill_wstore_close(ws);
+}
+
+static void closed_merges_cache_over_db(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|1", &wiped);
+        rill_agg_t a = {1, 1, 0, 0};
+        rill_wstore_put(ws, 0, "b", 1, &a);
+        rill_wstore_put(ws, 0, "a", 1, &a);
+        rill_wstore_put(ws, 60000, "a", 1, &a);
+        rill_wstore_put(ws, 120000, "a", 1, &a);
+        assert_int_equal(rill_wstore_apply(ws, 3, 0, err, sizeof(err)), 0);
+        a.sum = 50;
+        rill_wstore_put(ws, 0, "a", 1, &a);  /* cache overrides db */
+        rill_wstore_delete(ws, 0, "b", 1);   /* cache deletion hides db */
+        rill_wstore_put(ws, 60000, "c", 1, &a); /* cache only */
+        rill_wlist_t l = {0};
+        assert_int_equal(rill_wstore_closed(ws, 120000, &l, err, sizeof(err)), 0);
+        assert_int_equal(l.cnt, 3);
+        assert_int_equal(l.v[0].wstart, 0);
+        assert_memory_equal(l.v[0].key, "a", 1);
+        assert_int_equal(l.v[0].agg.sum, 50);
+        assert_int_equal(l.v[1].wstart, 60000);
+        assert_memory_equal(l.v[1].key, "a", 1);
+        assert_int_equal(l.v[2].wstart, 60000);
+        assert_memory_equal(l.v[2].key, "c", 1);
+        rill_wlist_free(&l);
+        rill_wstore_close(ws);
+}
+
+static void restore_batches_and_stream_time(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|2", &wiped);
+        unsigned char k[64], v[64], st[8];
+        rill_agg_t a = {10, 2, 1, 2};
+        size_t kl = rill_wkey_encode(60000, "s", 1, k), vl = rill_agg_encode(&a, v, sizeof(v));
+        rill_wstore_restore_add(ws, k, kl, v, vl);
+        rill_be64_put(st, 61000);
+        rill_wstore_restore_add(ws, RILL_STREAM_TIME_KEY, 1, st, 8);
+        size_t kl2 = rill_wkey_encode(0, "gone", 4, k + 32);
+        rill_wstore_restore_add(ws, k + 32, kl2, v, vl);
+        rill_wstore_restore_add(ws, k + 32, kl2, NULL, 0); /* tombstone */
+        assert_int_equal(rill_wstore_restore_flush(ws, 42, err, sizeof(err)), 0);
+        rill_wstore_close(ws);
+        ws = open_store("app|cl|2", &wiped);
+        rill_agg_t out;
+        assert_int_equal(rill_wstore_changelog_offset(ws), 42);
+        assert_int_equal(rill_wstore_stream_time(ws), 61000);
+        assert_int_equal(rill_wstore_get(ws, 60000, "s", 1, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 10);
+        assert_int_equal(rill_wstore_get(ws, 0, "gone", 4, &out, err, sizeof(err)), 0);
+        rill_wstore_close(ws);
+}
+
+static void other_identity_is_wiped(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|3", &wiped);
+        rill_agg_t a = {1, 1, 0, 0};
+        rill_wstore_put(ws, 0, "x", 1, &a);
+        assert_int_equal(rill_wstore_apply(ws, 9, 0, err, sizeof(err)), 0);
+        rill_wstore_close(ws);
+        ws = open_store("otherapp|cl|3", &wiped);
+        assert_int_equal(wiped, 1);
+        assert_int_equal(rill_wstore_changelog_offset(ws), -1);
+        rill_agg_t out;
+        assert_int_equal(rill_wstore_get(ws, 0, "x", 1, &out, err, sizeof(err)), 0);
+        rill_wstore_close(ws);
+}
+
+static void corrupt_files_are_wiped(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|4", &wiped);
+        rill_agg_t a = {1, 1, 0, 0};
+        rill_wstore_put(ws, 0, "x", 1, &a);
+        assert_int_equal(rill_wstore_apply(ws, 9, 0, err, sizeof(err)), 0);
+        rill_wstore_close(ws);
+        /* clobber every file of the store: CURRENT, MANIFEST, WAL, OPTIONS */
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd),
+                 "for f in %s/*; do printf 'garbage garbage garbage' > \"$f\"; done", dir);
+        assert_int_equal(system(cmd), 0);
+        ws = open_store("app|cl|4", &wiped);
+        assert_int_equal(wiped, 1);
+        assert_int_equal(rill_wstore_changelog_offset(ws), -1);
+        rill_wstore_close(ws);
+}
+
+int main(void) {
+        const struct CMUnitTest tests[] = {
+            cmocka_unit_test_setup_teardown(cache_then_apply_then_reopen, setup, teardown),
+            cmocka_unit_test_setup_teardown(closed_merges_cache_over_db, setup, teardown),
+            cmocka_unit_test_setup_teardown(restore_batches_and_stream_time, setup, teardown),
+            cmocka_unit_test_setup_teardown(other_identity_is_wiped, setup, teardown),
+            cmocka_unit_test_setup_teardown(corrupt_files_are_wiped, setup, teardown)};
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -234,13 +234,24 @@ int main(int argc, char **argv) {
                 int n = snprintf(buf, sizeof(buf), "{\"seller_id\":%s,\"amount_usd\":%lld,\"sale_ts\":%lld}",
                                  key, amount, ts_millis ? ts : ts / 1000);
                 (void)kl;
+                rd_kafka_vu_t vu[4];
+                size_t nvu = 0;
+                vu[nvu].vtype = RD_KAFKA_VTYPE_TOPIC, vu[nvu++].u.cstr = topic;
+                vu[nvu].vtype = RD_KAFKA_VTYPE_VALUE, vu[nvu].u.mem.ptr = buf, vu[nvu++].u.mem.size = (size_t)n;
+                vu[nvu].vtype = RD_KAFKA_VTYPE_MSGFLAGS, vu[nvu++].u.i = RD_KAFKA_MSG_F_COPY;
+                if (keyed)
+                        vu[nvu].vtype = RD_KAFKA_VTYPE_KEY, vu[nvu].u.mem.ptr = (void *)seller,
+                        vu[nvu++].u.mem.size = strlen(seller);
                 rd_kafka_resp_err_t e;
-                while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-                                              RD_KAFKA_V_VALUE(buf, (size_t)n),
-                                              keyed ? RD_KAFKA_V_KEY(seller, strlen(seller)) : RD_KAFKA_V_END,
-                                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                              RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                for (;;) {
+                        rd_kafka_error_t *pe = rd_kafka_produceva(rk, vu, nvu);
+                        e = pe ? rd_kafka_error_code(pe) : RD_KAFKA_RESP_ERR_NO_ERROR;
+                        if (pe)
+                                rd_kafka_error_destroy(pe);
+                        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                                break;
                         rd_kafka_poll(rk, 50);
+                }
                 if (e) {
                         fprintf(stderr, "sales-producer: cannot produce: %s\n", rd_kafka_err2str(e));
                         break;

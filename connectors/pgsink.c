@@ -93,7 +93,7 @@ int rill_pgsink_check_dsn(const char *dsn, char *errstr, size_t errstr_size) {
 
 static PGconn *pg_open(const char *dsn) {
         const char *kw[] = {"connect_timeout", "options", "application_name", "dbname", NULL};
-        const char *val[] = {"5", "-c statement_timeout=15000", "rill", dsn, NULL};
+        const char *val[] = {"5", "-c statement_timeout=15000 -c client_min_messages=warning", "rill", dsn, NULL};
         return PQconnectdbParams(kw, val, 1);
 }
 

@@ -106,12 +106,21 @@ int rill_worker_produce(rill_worker_t *w, const char *topic, int32_t partition,
                 }
                 w->txn_open = 1;
         }
+        rd_kafka_vu_t vu[7];
+        size_t nvu = 0;
+        vu[nvu].vtype = RD_KAFKA_VTYPE_TOPIC, vu[nvu++].u.cstr = topic;
+        vu[nvu].vtype = RD_KAFKA_VTYPE_PARTITION, vu[nvu++].u.i32 = partition;
+        vu[nvu].vtype = RD_KAFKA_VTYPE_KEY, vu[nvu].u.mem.ptr = (void *)key, vu[nvu++].u.mem.size = key_len;
+        vu[nvu].vtype = RD_KAFKA_VTYPE_VALUE, vu[nvu].u.mem.ptr = (void *)value, vu[nvu++].u.mem.size = value_len;
+        vu[nvu].vtype = RD_KAFKA_VTYPE_MSGFLAGS, vu[nvu++].u.i = RD_KAFKA_MSG_F_COPY;
+        vu[nvu].vtype = RD_KAFKA_VTYPE_OPAQUE, vu[nvu++].u.ptr = opaque;
+        if (hdrs)
+                vu[nvu].vtype = RD_KAFKA_VTYPE_HEADERS, vu[nvu++].u.headers = hdrs;
         for (int tries = 0;; tries++) {
-                rd_kafka_resp_err_t err = rd_kafka_producev(
-                    w->producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
-                    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, value_len),
-                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(opaque),
-                    hdrs ? RD_KAFKA_V_HEADERS(hdrs) : RD_KAFKA_V_END, RD_KAFKA_V_END);
+                rd_kafka_error_t *perr = rd_kafka_produceva(w->producer, vu, nvu);
+                rd_kafka_resp_err_t err = perr ? rd_kafka_error_code(perr) : RD_KAFKA_RESP_ERR_NO_ERROR;
+                if (perr)
+                        rd_kafka_error_destroy(perr);
                 if (!err)
                         return 0;
                 if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries > 600) {

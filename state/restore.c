@@ -32,6 +32,9 @@ rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, char *errstr, size_t e
         if (rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) ||
             rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err)) ||
             rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) ||
+            /* librdkafka wants a group.id for consumer_poll even when only
+             * assign() is used; nothing joins or commits to it */
+            rd_kafka_conf_set(conf, "group.id", "rill-restore-unused", err, sizeof(err)) ||
             rd_kafka_conf_set(conf, "fetch.max.bytes", "52428800", err, sizeof(err))) {
                 snprintf(errstr, errstr_size, "restore consumer config: %s", err);
                 rd_kafka_conf_destroy(conf);

@@ -44,7 +44,8 @@ static inline rd_kafka_t *itest_client(rd_kafka_type_t type, const char *const *
  * until the consumer position reaches the end offset (never "saw end-1":
  * the last offset is usually a transaction marker). -1 on timeout. */
 static inline int itest_count(const char *topic, const char *isolation, int timeout_ms) {
-        const char *kv[] = {"isolation.level", isolation, "enable.partition.eof", "true", NULL};
+        const char *kv[] = {"isolation.level", isolation, "enable.partition.eof", "true",
+                            "group.id", "itest-reader", "enable.auto.commit", "false", NULL};
         rd_kafka_t *rk = itest_client(RD_KAFKA_CONSUMER, kv);
         rd_kafka_poll_set_consumer(rk);
         int64_t lo, hi;

@@ -1,0 +1,282 @@
+"""Test harness for the end-to-end and crash suites.
+
+Talks to the real local stack (deploy/local/up writes $RILL_RUN_DIR/env, which
+tests/run sources) with confluent-kafka and psycopg, starts the real programs
+from the build directory, and computes ground truth independently of the
+engine's code. Every wait is bounded.
+"""
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("RILL_BUILD_DIR", os.path.join(ROOT, "build"))
+
+
+def env(name):
+    v = os.environ.get(name)
+    if not v:
+        raise RuntimeError(f"{name} is not set: run deploy/local/up and source $RILL_RUN_DIR/env (tests/run does)")
+    return v
+
+
+BOOTSTRAP = env("RILL_BOOTSTRAP_SERVERS")
+PG_DSN = env("RILL_PG_DSN")
+
+
+def uniq(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def wait_until(pred, timeout, what, interval=0.2):
+    """Poll pred() until it returns a truthy value; fail after timeout seconds."""
+    end = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < end:
+        last = pred()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+# ---- Kafka ------------------------------------------------------------------
+
+def admin():
+    return AdminClient({"bootstrap.servers": BOOTSTRAP})
+
+
+def create_topics(spec, config=None):
+    """spec: {name: partitions}"""
+    a = admin()  # keep the handle alive until the futures resolve
+    futs = a.create_topics([NewTopic(n, p, 1, config=config or {}) for n, p in spec.items()],
+                           operation_timeout=15)
+    for f in futs.values():
+        f.result(timeout=30)
+    wait_until(lambda: all(n in a.list_topics(timeout=10).topics for n in spec), 30, "topics")
+
+
+def produce(topic, records, partition=None):
+    """records: iterable of (key bytes|None, value bytes). Idempotent producer."""
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "enable.idempotence": True, "linger.ms": 5})
+    errors = []
+
+    def dr(err, msg):
+        if err:
+            errors.append(err)
+
+    n = 0
+    for key, value in records:
+        kw = {"partition": partition} if partition is not None else {}
+        while True:
+            try:
+                p.produce(topic, value=value, key=key, on_delivery=dr, **kw)
+                break
+            except BufferError:
+                p.poll(0.1)
+        n += 1
+        if n % 10000 == 0:
+            p.poll(0)
+    left = p.flush(60)
+    assert left == 0 and not errors, f"produce to {topic}: {left} undelivered, errors {errors[:3]}"
+    return n
+
+
+def event(seller, amount, ts_s):
+    return json.dumps({"seller_id": seller, "amount_usd": amount, "sale_ts": ts_s}).encode()
+
+
+def read_topic(topic, isolation="read_committed", timeout=60):
+    """All records of topic, reading each partition until its position reaches
+    the end offset captured at the start (transaction markers included)."""
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": uniq("reader"),
+                  "enable.auto.commit": False, "isolation.level": isolation,
+                  "enable.partition.eof": True})
+    md = c.list_topics(topic, timeout=10).topics[topic]
+    parts = sorted(md.partitions)
+    ends = {}
+    for p in parts:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        ends[p] = hi
+    c.assign([TopicPartition(topic, p, 0 if True else -2) for p in parts])
+    # offset 0 may be below log start after deletion; BEGINNING is safer
+    c.assign([TopicPartition(topic, p, -2) for p in parts])
+    out = []
+    done = {p for p in parts if ends[p] == 0}
+    deadline = time.monotonic() + timeout
+    while len(done) < len(parts):
+        if time.monotonic() > deadline:
+            c.close()
+            raise AssertionError(f"reading {topic}: end not reached in {timeout}s (ends {ends}, done {done})")
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == -191:  # _PARTITION_EOF
+                if m.offset() >= ends[m.partition()]:
+                    done.add(m.partition())
+            continue
+        out.append(m)
+    c.close()
+    return out
+
+
+def results(topic="aggregated-sales", **kw):
+    """Output records as a list of dicts (with '_key')."""
+    rows = []
+    for m in read_topic(topic, **kw):
+        d = json.loads(m.value())
+        d["_key"] = m.key().decode() if m.key() is not None else None
+        rows.append(d)
+    return rows
+
+
+def dlq(topic, **kw):
+    out = []
+    for m in read_topic(topic, **kw):
+        h = {k: (v.decode() if v is not None else None) for k, v in (m.headers() or [])}
+        out.append({"value": m.value(), "key": m.key(), "reason": h.get("rill.error.reason"),
+                    "detail": h.get("rill.error.detail"), "headers": h})
+    return out
+
+
+# ---- Postgres -----------------------------------------------------------------
+
+def pg(sql, params=None):
+    with psycopg.connect(PG_DSN, connect_timeout=5) as conn:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description else None
+
+
+def pg_results(table="aggregated_sales", since_ms=None):
+    rows = pg(f'SELECT seller_id, (extract(epoch from window_start)*1000)::bigint, '
+              f'(extract(epoch from window_end)*1000)::bigint, total_amount_usd, sales_count FROM "{table}"')
+    return {(r[0], r[1]): (r[3], r[4], r[2]) for r in rows}
+
+
+# ---- ground truth ---------------------------------------------------------------
+
+def truth(events, window_ms, closed_before_ms=None):
+    """events: iterable of (seller, amount, ts_ms). {(seller, wstart): (sum, count)}
+    computed with plain integer arithmetic, independent of the engine."""
+    t = {}
+    for seller, amount, ts in events:
+        ws = ts - ts % window_ms
+        if closed_before_ms is not None and ws + window_ms > closed_before_ms:
+            continue
+        s, c = t.get((seller, ws), (0, 0))
+        t[(seller, ws)] = (s + amount, c + 1)
+    return t
+
+
+def as_truth(rows):
+    """Output rows -> {(seller, wstart): (sum, count)}; asserts no duplicates."""
+    t = {}
+    for r in rows:
+        k = (r["seller_id"], r["window_start_ms"])
+        assert k not in t, f"window {k} emitted twice: {t[k]} and {r}"
+        assert r["_key"] == r["seller_id"]
+        t[k] = (r["total_amount_usd"], r["sales_count"])
+    return t
+
+
+# ---- programs -----------------------------------------------------------------------
+
+class Aggregator:
+    """One sales-aggregator process with its own state directory and log."""
+
+    def __init__(self, app_id, *flags, state_dir=None, env_extra=None, input_topic="sales-usd",
+                 output_topic="aggregated-sales", table="aggregated_sales"):
+        self.app_id = app_id
+        self.state_dir = state_dir or tempfile.mkdtemp(prefix="rill-state-")
+        self.flags = ["--application-id", app_id, "--bootstrap-servers", BOOTSTRAP,
+                      "--pg-dsn", PG_DSN, "--state-dir", self.state_dir,
+                      "--input-topic", input_topic, "--output-topic", output_topic,
+                      "--pg-table", table,
+                      "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
+                      *flags]
+        self.env_extra = env_extra or {}
+        self.proc = None
+        self.log_path = None
+        self.logs = []
+
+    def start(self, env_extra=None):
+        fd, self.log_path = tempfile.mkstemp(prefix=f"{self.app_id}-", suffix=".log")
+        os.close(fd)
+        self.logs.append(self.log_path)
+        e = dict(os.environ)
+        e.update(self.env_extra)
+        e.update(env_extra or {})
+        self.proc = subprocess.Popen([os.path.join(BUILD, "sales-aggregator"), *self.flags],
+                                     stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=e)
+        return self
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def all_logs(self):
+        out = []
+        for p in self.logs:
+            with open(p, errors="replace") as f:
+                out.append(f.read())
+        return "\n".join(out)
+
+    def wait_ready(self, timeout=60):
+        wait_until(lambda: "partitions_assigned" in self.log() or self.proc.poll() is not None,
+                   timeout, f"{self.app_id} to join the group")
+        assert self.proc.poll() is None, f"aggregator exited:\n{self.log()[-3000:]}"
+        return self
+
+    def stop(self, timeout=60):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise AssertionError(f"aggregator did not stop on SIGTERM in {timeout}s:\n{self.log()[-3000:]}")
+        return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def wait_exit(self, timeout):
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+
+def run_program(args, timeout=60, env_extra=None):
+    e = dict(os.environ)
+    e.update(env_extra or {})
+    p = subprocess.run(args, capture_output=True, timeout=timeout, env=e)
+    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+
+
+def app_topics(partitions=4, prefix="t"):
+    """Fresh input/output topics and names for one test."""
+    tag = uuid.uuid4().hex[:8]
+    names = {"input": f"{prefix}-sales-{tag}", "output": f"{prefix}-agg-{tag}",
+             "app": f"{prefix}-app-{tag}", "table": f"agg_{tag}"}
+    create_topics({names["input"]: partitions, names["output"]: partitions})
+    return names
+
+
+def aligned_base(window_ms, minutes_ago=20):
+    now_ms = int(time.time() * 1000)
+    b = now_ms - minutes_ago * 60000
+    return b - b % window_ms

@@ -129,6 +129,38 @@ def read_topic(topic, isolation="read_committed", timeout=60):
     return out
 
 
+def end_offsets(topic):
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": uniq("probe")})
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    c.close()
+    return ends
+
+
+def committed(group, topic):
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group, "enable.auto.commit": False})
+    parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+    offs = c.committed([TopicPartition(topic, p) for p in parts], timeout=10)
+    c.close()
+    return {tp.partition: tp.offset for tp in offs}
+
+
+def wait_consumed(group, topics, timeout=60):
+    """Wait until the group's committed offsets reach the end of every
+    partition of topics (an end offset may be a transaction marker, which a
+    committed position passes too, so compare with >= end - 1 for topics
+    written transactionally and == end otherwise)."""
+    def done():
+        for t in topics:
+            ends = end_offsets(t)
+            com = committed(group, t)
+            for p, e in ends.items():
+                if e > 0 and com.get(p, -1) < e - (1 if t.endswith("-repartition") else 0):
+                    return None
+        return True
+    wait_until(done, timeout, f"group {group} to consume {topics}", interval=0.5)
+
+
 def results(topic="aggregated-sales", **kw):
     """Output records as a list of dicts (with '_key')."""
     rows = []

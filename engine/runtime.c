@@ -172,7 +172,13 @@ static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
         for (int i = 0; i < 2; i++) {
                 if (!internal[i])
                         continue;
-                int m = rill_kafka_partition_count(rk, internal[i], 10000, err, sizeof(err));
+                /* a topic created a moment ago may not be in metadata yet */
+                int m = 0;
+                for (int tries = 0; tries < 50 && m == 0; tries++) {
+                        m = rill_kafka_partition_count(rk, internal[i], 10000, err, sizeof(err));
+                        if (m == 0)
+                                usleep(200 * 1000);
+                }
                 if (m != n) {
                         snprintf(errstr, errstr_size,
                                  "internal topic %s has %d partitions but input %s has %d "

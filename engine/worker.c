@@ -523,7 +523,9 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
                 rd_kafka_conf_destroy(pc);
                 goto fail;
         }
-        w->restorer = rill_restorer_new(base_conf(app), errstr, errstr_size);
+        w->restorer = rill_restorer_new(base_conf(app),
+                                        rill_conf_get_int(app->conf, "restore.batch.records"),
+                                        errstr, errstr_size);
         if (!w->restorer)
                 goto fail;
         if (app->pgspec.dsn && *app->pgspec.dsn) {

@@ -15,10 +15,9 @@
 #include <string.h>
 #include <time.h>
 
-#define RESTORE_FLUSH_RECORDS 20000
-
 struct rill_restorer {
         rd_kafka_t *rk;
+        int64_t batch_records;
 };
 
 static int64_t now_ms(void) {
@@ -27,7 +26,8 @@ static int64_t now_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size) {
+rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records, char *errstr,
+                                   size_t errstr_size) {
         char err[512];
         if (rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) ||
             rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err)) ||
@@ -49,6 +49,7 @@ rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, char *errstr, size_t e
         rd_kafka_poll_set_consumer(rk);
         rill_restorer_t *r = calloc(1, sizeof(*r));
         r->rk = rk;
+        r->batch_records = batch_records;
         return r;
 }
 
@@ -127,7 +128,7 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                 next = m->offset + 1;
                 stats->records++;
                 rd_kafka_message_destroy(m);
-                if (++pending >= RESTORE_FLUSH_RECORDS) {
+                if (++pending >= r->batch_records) {
                         if (rill_wstore_restore_flush(ws, next, errstr, errstr_size))
                                 break;
                         pending = 0;

@@ -21,9 +21,11 @@ typedef struct rill_restore_stats {
         int64_t elapsed_ms;
 } rill_restore_stats_t;
 
-/** @returns a restorer, or NULL (errstr). conf is consumed (owned) on success
+/** @returns a restorer writing batch_records changelog records per RocksDB
+ *  WriteBatch, or NULL (errstr). conf is consumed (owned) on success
  *  and on failure. @locality the owning stream thread. */
-rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, char *errstr, size_t errstr_size);
+rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records, char *errstr,
+                                   size_t errstr_size);
 void rill_restorer_destroy(rill_restorer_t *r);
 
 /** Restore ws from topic/partition. @returns 0 done, 1 when the store is

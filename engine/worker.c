@@ -48,7 +48,6 @@ struct rill_worker {
         pthread_t thread;
         char name[160];
         rd_kafka_t *consumer, *producer;
-        rd_kafka_queue_t *queue;
         rill_restorer_t *restorer;
         rill_pgsink_t *pg;
         rill_task_t **src, **agg; /* by partition; NULL when not owned */
@@ -500,7 +499,6 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
                 goto fail_cc;
         }
         rd_kafka_poll_set_consumer(w->consumer);
-        w->queue = rd_kafka_queue_get_consumer(w->consumer);
 
         /* transactional producer: stable id per process and thread, so a
          * restarted worker fences its previous incarnation at once */
@@ -553,8 +551,6 @@ void rill_worker_destroy(rill_worker_t *w) {
                 }
         free(w->src);
         free(w->agg);
-        if (w->queue)
-                rd_kafka_queue_destroy(w->queue);
         if (w->consumer)
                 rd_kafka_destroy(w->consumer);
         if (w->producer)
@@ -583,29 +579,35 @@ static int init_transactions(rill_worker_t *w) {
         return -1;
 }
 
+/* Poll one message at a time, never rd_kafka_consume_batch_queue(): a batch
+ * call may serve a rebalance callback after it already popped messages of
+ * the old assignment, and those would escape librdkafka's version barrier and
+ * be processed by a task of the new assignment out of order (skipping
+ * records). With single polls, callbacks run only between messages. */
 static void run_loop(rill_worker_t *w) {
-        rd_kafka_message_t *msgs[BATCH_MAX];
         char errstr[512];
         while (!atomic_load(&w->app->stop) && !w->fatal) {
                 int64_t now = rill_now_mono_ms();
                 int64_t wait = w->last_commit_ms + w->app->commit_ms - now;
-                ssize_t n = rd_kafka_consume_batch_queue(w->queue, (int)(wait < 1 ? 1 : wait > 100 ? 100 : wait),
-                                                         msgs, BATCH_MAX);
                 int failed = 0;
-                for (ssize_t i = 0; i < n; i++) {
-                        rd_kafka_message_t *m = msgs[i];
+                for (int n = 0; n < BATCH_MAX; n++) {
+                        rd_kafka_message_t *m = rd_kafka_consumer_poll(
+                            w->consumer, n ? 0 : (int)(wait < 1 ? 1 : wait > 100 ? 100 : wait));
+                        if (!m)
+                                break;
                         if (m->err) {
                                 rill_log(RILL_LOG_WARN, "consumer_error", "thread=%s error=\"%s\"",
                                          w->name, rd_kafka_message_errstr(m));
-                        } else if (!failed) {
+                        } else {
                                 rill_task_t **slot =
                                     task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
                                 if (slot && *slot &&
-                                    rill_task_process(w, *slot, m, errstr, sizeof(errstr))) {
+                                    rill_task_process(w, *slot, m, errstr, sizeof(errstr)))
                                         failed = 1;
-                                }
                         }
                         rd_kafka_message_destroy(m);
+                        if (failed)
+                                break;
                 }
                 if (failed) {
                         rill_log(RILL_LOG_ERROR, "process_failed", "thread=%s error=\"%s\"",

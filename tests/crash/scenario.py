@@ -75,16 +75,19 @@ class Scenario:
         assert "event=fault_fired" in w.log(), w.log()[-2000:]
 
     # ---- the end ---------------------------------------------------------------------
-    def finish(self, timeout=180):
+    def finish(self, timeout=180, keep=None):
         """Ensure every worker runs, let them consume everything, close the
         windows with one late-time event per seller, wait for the results, and
-        return the verifier's report (asserting it is clean)."""
+        return the verifier's report (asserting it is clean). keep: the
+        workers that must be running at the end (default all; dead ones are
+        restarted)."""
         if self.producer and self.producer.poll() is None:
             self.wait_load()
-        for w in self.workers:
+        keep = self.workers if keep is None else keep
+        for w in keep:
             if not w.proc or w.proc.poll() is not None:
                 w.start()
-        for w in self.workers:
+        for w in keep:
             w.wait_ready()
         topics = [self.names["input"]] + ([] if self.keyed else [f"{self.names['app']}-repartition"])
         h.wait_consumed(self.names["app"], topics, timeout=timeout)

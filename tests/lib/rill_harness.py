@@ -5,6 +5,7 @@ tests/run sources) with confluent-kafka and psycopg, starts the real programs
 from the build directory, and computes ground truth independently of the
 engine's code. Every wait is bounded.
 """
+import atexit
 import json
 import os
 import signal
@@ -145,17 +146,42 @@ def committed(group, topic):
     return {tp.partition: tp.offset for tp in offs}
 
 
+def records_between(topic, partition, start, end, timeout=30):
+    """How many committed records lie in [start, end) of one partition (the
+    range may hold only transaction markers)."""
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": uniq("probe"), "enable.auto.commit": False,
+                  "isolation.level": "read_committed", "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, partition, max(start, 0) if start >= 0 else -2)])
+    n, deadline = 0, time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == -191 and m.offset() >= end:
+                    return n
+                continue
+            if m.offset() < end:
+                n += 1
+            else:
+                return n
+        raise AssertionError(f"{topic}[{partition}]: end {end} not reached in {timeout}s")
+    finally:
+        c.close()
+
+
 def wait_consumed(group, topics, timeout=60):
-    """Wait until the group's committed offsets reach the end of every
-    partition of topics (an end offset may be a transaction marker, which a
-    committed position passes too, so compare with >= end - 1 for topics
-    written transactionally and == end otherwise)."""
+    """Wait until the group's committed offsets leave no record unconsumed in
+    any partition of topics. The end offset of a transactional topic is often
+    one or more markers (commit, abort), so 'committed == end' is the wrong
+    test: what counts is that no record lies between committed and end."""
     def done():
         for t in topics:
             ends = end_offsets(t)
             com = committed(group, t)
             for p, e in ends.items():
-                if e > 0 and com.get(p, -1) < e - (1 if t.endswith("-repartition") else 0):
+                if e > 0 and com.get(p, -1) < e and records_between(t, p, com.get(p, -1), e) > 0:
                     return None
         return True
     wait_until(done, timeout, f"group {group} to consume {topics}", interval=0.5)
@@ -223,6 +249,17 @@ def as_truth(rows):
 
 # ---- programs -----------------------------------------------------------------------
 
+_started = []
+
+
+@atexit.register
+def _kill_leftovers():
+    """No test leaves a process behind, even when it fails half-way."""
+    for p in _started:
+        if p.poll() is None:
+            p.kill()
+
+
 class Aggregator:
     """One sales-aggregator process with its own state directory and log."""
 
@@ -250,7 +287,11 @@ class Aggregator:
         e.update(env_extra or {})
         self.proc = subprocess.Popen([os.path.join(BUILD, "sales-aggregator"), *self.flags],
                                      stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=e)
+        _started.append(self.proc)
         return self
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
 
     def log(self):
         with open(self.log_path, errors="replace") as f:

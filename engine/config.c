@@ -55,6 +55,8 @@ static const rill_confdef_t engine_defs[] = {
      "Longest time a task may take to restore its store from the changelog"},
     {"restore.batch.records", RILL_CONF_INT, "20000", 1, 10000000,
      "Changelog records per RocksDB write batch during restore"},
+    {"http.port", RILL_CONF_INT, "0", 0, 65535,
+     "Port of the HTTP endpoint (/healthz, /readyz, /metrics, /query); 0 = off"},
     {"log.level", RILL_CONF_STR, "info", 0, 0, "Log level: debug, info, warn, error"},
     {"log.format", RILL_CONF_STR, "logfmt", 0, 0, "Log format: logfmt or json"},
     {NULL, 0, NULL, 0, 0, NULL}};

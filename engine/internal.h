@@ -16,6 +16,7 @@
 #include "pgsink.h"
 #include "restore.h"
 #include "wstore.h"
+#include "metrics.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -37,6 +38,8 @@ struct rill_app {
         pthread_mutex_t fatal_lock;
         char fatal[512];
         rill_worker_t **workers;
+        rill_metrics_t *metrics; /* [nthreads] */
+        int http_port;
 };
 
 typedef enum { RILL_TASK_SOURCE, RILL_TASK_AGG } rill_task_kind_t;
@@ -101,6 +104,11 @@ rill_restorer_t *rill_worker_restorer(rill_worker_t *w);
 rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t errstr_size);
 void rill_worker_destroy(rill_worker_t *w);
 pthread_t *rill_worker_thread(rill_worker_t *w);
+/** Append to out (a JSON array body, comma-separated objects) the committed
+ *  windows of key held by this worker's tasks. @returns how many were found,
+ *  -1 on a store error. @locality any thread (takes the task lock). */
+int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, char *out, size_t size,
+                      size_t *len);
 /** Thread entry point. @locality its own stream thread. */
 void *rill_worker_main(void *arg);
 
@@ -110,6 +118,12 @@ void *rill_worker_main(void *arg);
 void rill_app_fail(rill_app_t *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int64_t rill_now_mono_ms(void);
 int64_t rill_now_wall_ms(void);
+
+/* ---- http.c: health, readiness, metrics and queries over HTTP ------------------ */
+typedef struct rill_http rill_http_t;
+/** @locality application thread; the server runs its own thread. */
+rill_http_t *rill_http_start(rill_app_t *app, int port, char *errstr, size_t errstr_size);
+void rill_http_stop(rill_http_t *h);
 
 /* the repartition record value: version byte, amount, event time, original bytes */
 #define RILL_REPART_HDR 17

@@ -265,23 +265,42 @@ fail:
         return NULL;
 }
 
+static int http_ok(int64_t port, rill_http_t *http) { return !port || http; }
+
 int rill_app_run(rill_app_t *app, char *errstr, size_t errstr_size) {
         app->workers = calloc((size_t)app->nthreads, sizeof(*app->workers));
+        app->metrics = calloc((size_t)app->nthreads, sizeof(*app->metrics));
+        for (int i = 0; i < app->nthreads; i++)
+                rill_metrics_init(&app->metrics[i], app->partitions);
         int started = 0;
+        rill_http_t *http = NULL;
         for (int i = 0; i < app->nthreads; i++) {
                 app->workers[i] = rill_worker_new(app, i, errstr, errstr_size);
                 if (!app->workers[i])
                         break;
         }
-        for (int i = 0; i < app->nthreads && app->workers[i]; i++) {
+        int64_t port = rill_conf_get_int(app->conf, "http.port");
+        if (port && app->workers[app->nthreads - 1]) {
+                http = rill_http_start(app, (int)port, errstr, errstr_size);
+                if (!http)
+                        atomic_store(&app->stop, 1);
+                else
+                        rill_log(RILL_LOG_INFO, "http_listening", "port=%lld", (long long)port);
+        }
+        for (int i = 0; i < app->nthreads && app->workers[i] && http_ok(port, http); i++) {
                 if (pthread_create(rill_worker_thread(app->workers[i]), NULL, rill_worker_main, app->workers[i]))
                         break;
                 started++;
         }
         for (int i = 0; i < started; i++)
                 pthread_join(*rill_worker_thread(app->workers[i]), NULL);
+        rill_http_stop(http); /* before the workers and metrics it reads go */
         for (int i = 0; i < app->nthreads; i++)
                 rill_worker_destroy(app->workers[i]);
+        for (int i = 0; i < app->nthreads; i++)
+                rill_metrics_destroy(&app->metrics[i]);
+        free(app->metrics);
+        app->metrics = NULL;
         free(app->workers);
         app->workers = NULL;
         if (started < app->nthreads) {

@@ -57,12 +57,47 @@ struct rill_worker {
         int64_t last_commit_ms;
         int failures; /* consecutive failed commit cycles */
         int fatal;
+        rill_metrics_t *m;
+        pthread_mutex_t tasks_lock; /* guards src/agg slot changes vs. queries */
+        int64_t last_gauges_ms;
 };
 
 rill_app_t *rill_worker_app(rill_worker_t *w) { return w->app; }
 rill_pgsink_t *rill_worker_pg(rill_worker_t *w) { return w->pg; }
 rill_restorer_t *rill_worker_restorer(rill_worker_t *w) { return w->restorer; }
 pthread_t *rill_worker_thread(rill_worker_t *w) { return &w->thread; }
+
+int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, char *out, size_t size,
+                      size_t *len) {
+        int found = 0;
+        char errstr[256];
+        pthread_mutex_lock(&w->tasks_lock);
+        for (int p = 0; p < w->app->partitions && found >= 0; p++) {
+                rill_task_t *t = w->agg[p];
+                if (!t || !t->store)
+                        continue;
+                rill_wlist_t l = {0};
+                if (rill_wstore_scan_key(t->store, key, key_len, &l, errstr, sizeof(errstr))) {
+                        found = -1;
+                        break;
+                }
+                for (size_t i = 0; i < l.cnt; i++) {
+                        int n = snprintf(out + *len, size - *len,
+                                         "%s{\"partition\":%d,\"window_start_ms\":%lld,"
+                                         "\"window_end_ms\":%lld,\"sum\":%lld,\"count\":%lld}",
+                                         *len ? "," : "", p, (long long)l.v[i].wstart,
+                                         (long long)(l.v[i].wstart + w->app->window_ms),
+                                         (long long)l.v[i].agg.sum, (long long)l.v[i].agg.count);
+                        if (n > 0 && (size_t)n < size - *len) {
+                                *len += (size_t)n;
+                                found++;
+                        }
+                }
+                rill_wlist_free(&l);
+        }
+        pthread_mutex_unlock(&w->tasks_lock);
+        return found;
+}
 
 /* ---- the producer side ---------------------------------------------------------- */
 
@@ -145,6 +180,9 @@ int rill_worker_dead_letter(rill_worker_t *w, const rd_kafka_message_t *m, const
         rd_kafka_header_add(h, "rill.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
         rd_kafka_header_add(h, "rill.source.partition", -1, part, -1);
         rd_kafka_header_add(h, "rill.source.offset", -1, off, -1);
+        atomic_fetch_add(&w->m->dead_lettered, 1);
+        if (!strcmp(rej->reason, "late"))
+                atomic_fetch_add(&w->m->late, 1);
         rill_log(RILL_LOG_DEBUG, "dead_letter", "reason=%s topic=%s partition=%d offset=%lld",
                  rej->reason, rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset);
         return rill_worker_produce(w, w->app->dlq_topic, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
@@ -215,6 +253,7 @@ static int abort_all(rill_worker_t *w, const char *why) {
                 }
         }
         rd_kafka_topic_partition_list_destroy(seek);
+        atomic_fetch_add(&w->m->aborts, 1);
         rill_log(RILL_LOG_WARN, "txn_aborted", "thread=%s reason=\"%s\"", w->name, why);
         return rc;
 }
@@ -233,6 +272,27 @@ static int acquire_epochs(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 }
         }
         return 0;
+}
+
+/* Lag from the consumer's cached high watermarks (no network call), store
+ * sizes at most every 5 s (a RocksDB property read). */
+static void update_gauges(rill_worker_t *w) {
+        int64_t now = rill_now_mono_ms();
+        int sizes = now - w->last_gauges_ms >= 5000;
+        if (sizes)
+                w->last_gauges_ms = now;
+        int P = w->app->partitions;
+        FOREACH_TASK(w, t) {
+                int slot = (t->kind == RILL_TASK_AGG ? P : 0) + t->partition;
+                int64_t lo, hi;
+                if (!rd_kafka_get_watermark_offsets(w->consumer, t->topic, t->partition, &lo, &hi) &&
+                    hi >= 0) {
+                        int64_t pos = t->committed_offset >= 0 ? t->committed_offset : lo;
+                        atomic_store(&w->m->lag[slot], hi > pos ? hi - pos : 0);
+                }
+                if (sizes && t->store)
+                        atomic_store(&w->m->store_bytes[slot], (long long)rill_wstore_size_bytes(t->store));
+        }
 }
 
 static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
@@ -263,9 +323,11 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
                                 rill_pgsink_add_progress(w->pg, t->topic, t->partition,
                                                          t->next_offset, t->epoch);
                 }
+                int64_t pg0 = rill_now_mono_ms();
                 int rc = rill_pgsink_commit(w->pg, errstr, errstr_size);
                 if (rc)
                         return -1;
+                rill_hist_observe(&w->m->pg_ms, rill_now_mono_ms() - pg0);
         }
         /* 3. offsets with the transaction, then commit */
         if (w->txn_open) {
@@ -299,6 +361,10 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 if (rill_task_committed(t, errstr, errstr_size))
                         return -1;
         }
+        atomic_fetch_add(&w->m->commits, 1);
+        atomic_fetch_add(&w->m->results, (long long)nresults);
+        rill_hist_observe(&w->m->commit_ms, rill_now_mono_ms() - t0);
+        update_gauges(w);
         if (nresults)
                 rill_log(RILL_LOG_INFO, "commit", "thread=%s results=%zu elapsed_ms=%lld",
                          w->name, nresults, (long long)(rill_now_mono_ms() - t0));
@@ -357,9 +423,13 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
                 t->partition = p;
                 t->first_uncommitted = t->next_offset = t->committed_offset = -1;
                 t->stream_time = t->committed_stream_time = INT64_MIN;
+                int mslot = (t->kind == RILL_TASK_AGG ? w->app->partitions : 0) + p;
                 if (t->kind == RILL_TASK_AGG) {
                         char errstr[512];
                         int ok = 0;
+                        atomic_store(&w->m->restoring[mslot], 1);
+                        rill_restorer_progress(w->restorer, &w->m->restore_done[mslot],
+                                               &w->m->restore_total[mslot]);
                         for (int attempt = 0; attempt < 3 && !ok; attempt++) {
                                 if (!rill_task_open_store(w, t, errstr, sizeof(errstr)))
                                         ok = 1;
@@ -368,6 +438,8 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
                                                  "thread=%s partition=%d attempt=%d error=\"%s\"",
                                                  w->name, p, attempt + 1, errstr);
                         }
+                        rill_restorer_progress(w->restorer, NULL, NULL);
+                        atomic_store(&w->m->restoring[mslot], 0);
                         if (!ok) {
                                 rill_app_fail(w->app, "cannot open task %s [%d]: %s", topic, p,
                                               errstr);
@@ -384,7 +456,10 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
                                 }
                         }
                 }
+                pthread_mutex_lock(&w->tasks_lock);
                 *slot = t;
+                pthread_mutex_unlock(&w->tasks_lock);
+                atomic_store(&w->m->owned[mslot], 1);
                 rill_log(RILL_LOG_INFO, "task_created", "thread=%s topic=%s partition=%d kind=%s",
                          w->name, topic, p, src ? "source" : "aggregate");
         }
@@ -397,8 +472,14 @@ static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts
                         continue;
                 rill_log(RILL_LOG_INFO, "task_closed", "thread=%s topic=%s partition=%d", w->name,
                          parts->elems[i].topic, parts->elems[i].partition);
+                int mslot = ((*slot)->kind == RILL_TASK_AGG ? w->app->partitions : 0) +
+                            parts->elems[i].partition;
+                atomic_store(&w->m->owned[mslot], 0);
+                atomic_store(&w->m->lag[mslot], 0);
+                pthread_mutex_lock(&w->tasks_lock);
                 rill_task_close(*slot);
                 *slot = NULL;
+                pthread_mutex_unlock(&w->tasks_lock);
         }
 }
 
@@ -412,6 +493,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          parts->cnt);
                 assign_tasks(w, parts);
                 e = rd_kafka_incremental_assign(rk, parts);
+                atomic_store(&w->m->joined, 1);
         } else {
                 int lost = rd_kafka_assignment_lost(rk);
                 rill_log(RILL_LOG_INFO, "partitions_revoked", "thread=%s count=%d lost=%d",
@@ -462,6 +544,8 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         rill_worker_t *w = calloc(1, sizeof(*w));
         w->app = app;
         w->index = index;
+        w->m = &app->metrics[index];
+        pthread_mutex_init(&w->tasks_lock, NULL);
         snprintf(w->name, sizeof(w->name), "%s-%d", app->process_id, index);
         w->src = calloc((size_t)app->partitions, sizeof(*w->src));
         w->agg = calloc((size_t)app->partitions, sizeof(*w->agg));
@@ -557,6 +641,7 @@ void rill_worker_destroy(rill_worker_t *w) {
                 rd_kafka_destroy(w->producer);
         rill_restorer_destroy(w->restorer);
         rill_pgsink_destroy(w->pg);
+        pthread_mutex_destroy(&w->tasks_lock);
         free(w);
 }
 
@@ -601,9 +686,11 @@ static void run_loop(rill_worker_t *w) {
                         } else {
                                 rill_task_t **slot =
                                     task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
-                                if (slot && *slot &&
-                                    rill_task_process(w, *slot, m, errstr, sizeof(errstr)))
-                                        failed = 1;
+                                if (slot && *slot) {
+                                        atomic_fetch_add(&w->m->processed, 1);
+                                        if (rill_task_process(w, *slot, m, errstr, sizeof(errstr)))
+                                                failed = 1;
+                                }
                         }
                         rd_kafka_message_destroy(m);
                         if (failed)

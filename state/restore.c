@@ -18,7 +18,13 @@
 struct rill_restorer {
         rd_kafka_t *rk;
         int64_t batch_records;
+        atomic_llong *done, *total;
 };
+
+void rill_restorer_progress(rill_restorer_t *r, atomic_llong *done, atomic_llong *total) {
+        r->done = done;
+        r->total = total;
+}
 
 static int64_t now_ms(void) {
         struct timespec ts;
@@ -81,6 +87,8 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                 start = low;
         stats->start_offset = start;
         stats->end_offset = high;
+        if (r->total)
+                atomic_store(r->total, high - start);
         if (start >= high) {
                 if (rill_wstore_changelog_offset(ws) < 0 &&
                     rill_wstore_restore_flush(ws, start, errstr, errstr_size))
@@ -127,6 +135,8 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                 rill_wstore_restore_add(ws, m->key, m->key_len, m->payload, m->len);
                 next = m->offset + 1;
                 stats->records++;
+                if (r->done)
+                        atomic_store(r->done, next - start);
                 rd_kafka_message_destroy(m);
                 if (++pending >= r->batch_records) {
                         if (rill_wstore_restore_flush(ws, next, errstr, errstr_size))

@@ -12,6 +12,7 @@
 
 #include "wstore.h"
 #include <librdkafka/rdkafka.h>
+#include <stdatomic.h>
 
 typedef struct rill_restorer rill_restorer_t;
 
@@ -27,6 +28,10 @@ typedef struct rill_restore_stats {
 rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records, char *errstr,
                                    size_t errstr_size);
 void rill_restorer_destroy(rill_restorer_t *r);
+
+/** Where restore reports progress (records done, records at most): atomics
+ *  read by the metrics endpoint; NULL to stop reporting. */
+void rill_restorer_progress(rill_restorer_t *r, atomic_llong *done, atomic_llong *total);
 
 /** Restore ws from topic/partition. @returns 0 done, 1 when the store is
  *  ahead of or behind the changelog (a different incarnation of the topic:

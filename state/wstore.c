@@ -411,6 +411,35 @@ int rill_wstore_closed(rill_wstore_t *ws, int64_t bound, rill_wlist_t *out, char
         return 0;
 }
 
+int rill_wstore_scan_key(rill_wstore_t *ws, const char *key, size_t key_len, rill_wlist_t *out,
+                         char *errstr, size_t errstr_size) {
+        unsigned char upper[1] = {0xff}; /* below the meta keys */
+        rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+        rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)upper, 1);
+        rocksdb_iterator_t *it = rocksdb_create_iterator(ws->db, ro);
+        for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+                size_t klen, vlen;
+                const char *k = rocksdb_iter_key(it, &klen), *v = rocksdb_iter_value(it, &vlen);
+                int64_t wstart;
+                const char *wk;
+                size_t wk_len;
+                rill_agg_t agg;
+                if (!rill_wkey_decode(k, klen, &wstart, &wk, &wk_len) && wk_len == key_len &&
+                    !memcmp(wk, key, key_len) && !rill_agg_decode(v, vlen, &agg))
+                        wlist_add(out, wstart, wk, wk_len, &agg);
+        }
+        char *err = NULL;
+        rocksdb_iter_get_error(it, &err);
+        rocksdb_iter_destroy(it);
+        rocksdb_readoptions_destroy(ro);
+        if (err) {
+                snprintf(errstr, errstr_size, "state store scan failed: %s", err);
+                free(err);
+                return -1;
+        }
+        return 0;
+}
+
 /* ---- commit: changelog view, apply, discard -------------------------------------- */
 
 void rill_wstore_foreach_dirty(rill_wstore_t *ws,

@@ -94,6 +94,13 @@ void rill_wstore_restore_add(rill_wstore_t *ws, const void *key, size_t key_len,
 int rill_wstore_restore_flush(rill_wstore_t *ws, int64_t next_offset, char *errstr,
                               size_t errstr_size);
 
+/** Collect the committed windows of one key (RocksDB only, not the cache).
+ *  Unlike everything else here this may run on another thread than the
+ *  owner's (RocksDB reads are thread-safe), as long as the store is not
+ *  closed meanwhile. @returns 0 or -1 (errstr). */
+int rill_wstore_scan_key(rill_wstore_t *ws, const char *key, size_t key_len, rill_wlist_t *out,
+                         char *errstr, size_t errstr_size);
+
 /** Approximate on-disk size in bytes (for metrics). */
 uint64_t rill_wstore_size_bytes(rill_wstore_t *ws);
 

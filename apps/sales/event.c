@@ -4,6 +4,7 @@
  * travels to the dead-letter topic with a detail naming the value.
  */
 #include "event.h"
+#include "json.h"
 #include "window.h"
 
 #include <jansson.h>
@@ -127,31 +128,7 @@ reject:
 }
 
 size_t sales_json_string(const char *s, size_t len, char *buf, size_t size) {
-        size_t n = 0;
-#define PUT(c)                                                                               \
-        do {                                                                                 \
-                if (n + 1 >= size)                                                           \
-                        return 0;                                                            \
-                buf[n++] = (c);                                                              \
-        } while (0)
-        PUT('"');
-        for (size_t i = 0; i < len; i++) {
-                unsigned char c = (unsigned char)s[i];
-                if (c == '"' || c == '\\') {
-                        PUT('\\');
-                        PUT((char)c);
-                } else if (c < 0x20) {
-                        if (n + 7 >= size)
-                                return 0;
-                        n += (size_t)snprintf(buf + n, size - n, "\\u%04x", c);
-                } else {
-                        PUT((char)c);
-                }
-        }
-        PUT('"');
-        buf[n] = '\0';
-        return n;
-#undef PUT
+        return rill_json_string(s, len, buf, size);
 }
 
 size_t sales_format(void *opaque, const rill_result_t *res, char *buf, size_t size) {

@@ -53,9 +53,9 @@ AGGREGATORS = ["aggregator-1", "aggregator-2", "aggregator-3"]
 
 # What the runtime stage must install, and what debian:bookworm-slim already has.
 RUNTIME_PACKAGES = {"librdkafka1", "librocksdb7.8", "libpq5", "libmsgpackc2", "libjansson4",
-                    "libmicrohttpd12", "ca-certificates", "tini"}
+                    "libmicrohttpd12", "libcurl4", "ca-certificates", "tini"}
 BUILD_DEV_PACKAGES = {"librdkafka-dev", "librocksdb-dev", "libpq-dev", "libmsgpack-dev",
-                      "libjansson-dev", "libmicrohttpd-dev"}
+                      "libjansson-dev", "libmicrohttpd-dev", "libcurl4-openssl-dev"}
 SLIM_BASE_PACKAGES = {"libc6", "libgcc-s1", "libstdc++6"}
 
 
@@ -278,7 +278,7 @@ def test_dockerfile_is_multi_stage_on_debian_bookworm():
     copies_from_build = [c for c in copies_from_build if c[0].get("from") == build["name"]]
     assert copies_from_build, "the runtime stage copies nothing from the build stage"
     programs = {Path(s).name for flags, srcs, dest in copies_from_build for s in srcs}
-    assert {"sales-aggregator", "sales-producer"} <= programs
+    assert {"sales-aggregator", "sales-producer", "salesctl"} <= programs
     assert all(dest.rstrip("/") == "/usr/local/bin" for _, _, dest in copies_from_build)
 
 
@@ -400,7 +400,7 @@ def image_build(tmp_path_factory):
 
 
 def test_build_stage_builds_from_exactly_the_copied_files(image_build):
-    for prog in ("sales-aggregator", "sales-producer"):
+    for prog in ("sales-aggregator", "sales-producer", "salesctl"):
         p = image_build / prog
         assert p.exists() and os.access(p, os.X_OK), f"{p} was not built"
         r = run([str(p), "--help"], timeout=30)
@@ -429,7 +429,7 @@ def test_runtime_packages_provide_every_library_the_programs_need(image_build):
         if m and not re.search(r"i386|lib32", m.group(3)):
             ldcache.setdefault(m.group(1), m.group(3))
     allowed = set(apt_installs(dockerfile_stages()[-1])) | SLIM_BASE_PACKAGES
-    for prog in ("sales-aggregator", "sales-producer"):
+    for prog in ("sales-aggregator", "sales-producer", "salesctl"):
         dyn = run(["readelf", "-d", str(image_build / prog)]).stdout
         for soname in re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", dyn):
             pkg = _package_of(soname, ldcache).split(":")[0]
@@ -846,7 +846,7 @@ BUILD_DIR = Path(os.environ.get("RILL_BUILD_DIR") or ROOT / "build")
 def accepted():
     """{program: (set of RILL_* variables, set of --flags)} from --help."""
     out = {}
-    for prog in ("sales-aggregator", "sales-producer"):
+    for prog in ("sales-aggregator", "sales-producer", "salesctl"):
         exe = BUILD_DIR / prog
         if not exe.exists():
             pytest.skip(f"{exe} not built (set RILL_BUILD_DIR or build into <repo>/build)")

@@ -18,8 +18,9 @@ G = 20000
 
 
 class Scenario:
-    def __init__(self, partitions=4, workers=1, keyed=False, sellers=8, extra=(), window_ms=W, grace_ms=G):
-        self.names = h.app_topics(partitions, prefix="c")
+    def __init__(self, partitions=4, workers=1, keyed=False, sellers=8, extra=(), window_ms=W, grace_ms=G,
+                 replication=1):
+        self.names = h.app_topics(partitions, prefix="c", replication=replication)
         self.keyed = keyed
         self.window_ms, self.grace_ms = window_ms, grace_ms
         self.sellers = [f"seller-{i + 1}" for i in range(sellers)]
@@ -53,6 +54,26 @@ class Scenario:
     def wait_load(self, timeout=300):
         _, err = self.producer.communicate(timeout=timeout)
         assert self.producer.returncode == 0, f"producer failed: {err.decode()[-500:]}"
+
+    def drain_producer(self, timeout=120):
+        """Let the producer finish; after a broker outage it may have failed
+        part-way, which is fine: the verifier reads what the topic holds."""
+        try:
+            self.producer.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.producer.kill()
+        self.producer = None
+
+    def load_then_stop(self, count, rate=4000):
+        """Start the (single) worker, load count events, wait until they are
+        consumed, stop the worker cleanly; returns it."""
+        self.start()
+        self.start_load(count=count, rate=rate)
+        self.wait_load()
+        h.wait_consumed(self.names["app"], [self.names["input"]])
+        w = self.workers[0]
+        assert w.stop() == 0
+        return w
 
     def produce_raw(self, records):
         h.produce(self.names["input"], records)

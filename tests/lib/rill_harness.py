@@ -55,10 +55,10 @@ def admin():
     return AdminClient({"bootstrap.servers": BOOTSTRAP})
 
 
-def create_topics(spec, config=None):
+def create_topics(spec, config=None, replication=1):
     """spec: {name: partitions}"""
     a = admin()  # keep the handle alive until the futures resolve
-    futs = a.create_topics([NewTopic(n, p, 1, config=config or {}) for n, p in spec.items()],
+    futs = a.create_topics([NewTopic(n, p, replication, config=config or {}) for n, p in spec.items()],
                            operation_timeout=15)
     for f in futs.values():
         f.result(timeout=30)
@@ -340,12 +340,12 @@ def run_program(args, timeout=60, env_extra=None):
     return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
 
 
-def app_topics(partitions=4, prefix="t"):
+def app_topics(partitions=4, prefix="t", replication=1):
     """Fresh input/output topics and names for one test."""
     tag = uuid.uuid4().hex[:8]
     names = {"input": f"{prefix}-sales-{tag}", "output": f"{prefix}-agg-{tag}",
              "app": f"{prefix}-app-{tag}", "table": f"agg_{tag}"}
-    create_topics({names["input"]: partitions, names["output"]: partitions})
+    create_topics({names["input"]: partitions, names["output"]: partitions}, replication=replication)
     return names
 
 

@@ -76,6 +76,20 @@ static void past_limit(void **s) {
         pc.max_past_ms = 0;
 }
 
+static void millisecond_timestamps(void **s) {
+        (void)s;
+        rill_event_t ev;
+        rill_reject_t rej;
+        pc.ts_millis = 1;
+        const char *j = "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":1700000000123}";
+        assert_int_equal(run(j, strlen(j), &ev, &rej), 0);
+        assert_int_equal(ev.ts_ms, 1700000000123LL);
+        /* in seconds the same number would be far in the future */
+        pc.ts_millis = 0;
+        assert_int_equal(run(j, strlen(j), &ev, &rej), -1);
+        assert_string_equal(rej.reason, "invalid_timestamp");
+}
+
 static void format_result(void **s) {
         (void)s;
         char buf[512];
@@ -91,7 +105,7 @@ static void format_result(void **s) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(good_event), cmocka_unit_test(bad_events),
-                                           cmocka_unit_test(past_limit),
+                                           cmocka_unit_test(past_limit), cmocka_unit_test(millisecond_timestamps),
                                            cmocka_unit_test(format_result)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -75,7 +75,8 @@ static int row_cmp(const void *a, const void *b) {
 }
 
 static void draw(int tty, long long seen) {
-        qsort(rows, nrows, sizeof(*rows), row_cmp);
+        if (nrows > 1)
+                qsort(rows, nrows, sizeof(*rows), row_cmp);
         if (tty)
                 fputs("\033[H\033[J", stdout);
         time_t now = time(NULL);

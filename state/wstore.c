@@ -407,7 +407,8 @@ int rill_wstore_closed(rill_wstore_t *ws, int64_t bound, rill_wlist_t *out, char
                 for (centry_t *e = ws->buckets[i]; e; e = e->next)
                         if (!e->deleted && e->wstart < bound)
                                 wlist_add(out, e->wstart, e->key, e->key_len, &e->agg);
-        qsort(out->v, out->cnt, sizeof(*out->v), wentry_cmp);
+        if (out->cnt > 1) /* qsort(NULL, 0) is undefined */
+                qsort(out->v, out->cnt, sizeof(*out->v), wentry_cmp);
         return 0;
 }
 

@@ -16,6 +16,7 @@
  * time validation.
  */
 #include "wstore.h"
+#include "log.h"
 
 #include <errno.h>
 #include <ftw.h>
@@ -258,8 +259,8 @@ rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wipe
                 }
                 /* Never serve state we cannot trust: wipe and rebuild from the
                  * changelog. */
-                fprintf(stderr, "level=warn event=store_wiped dir=%s reason=\"%s\"\n", dir,
-                        why ? why : "?");
+                rill_log(RILL_LOG_WARN, "store_wiped", "dir=%s reason=\"%s\"", dir,
+                         why ? why : "?");
                 free(err);
                 err = NULL;
                 if (rill_wstore_wipe(dir, errstr, errstr_size) || mkdirs(dir))

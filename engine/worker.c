@@ -521,9 +521,22 @@ static void put_kafka(const char *key, const char *value, void *opaque) {
                 rill_log(RILL_LOG_WARN, "kafka_config_ignored", "key=%s error=\"%s\"", key, err);
 }
 
+/* librdkafka's own log lines go through the structured logger. CONFWARN
+ * ("a consumer property set on a producer") is expected: kafka.* properties
+ * go to every client, so it is only debug here.
+ * @locality any librdkafka thread. */
+static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+        rill_log_level_t l = level <= 3 ? RILL_LOG_ERROR : level <= 4 ? RILL_LOG_WARN
+                           : level <= 6 ? RILL_LOG_INFO : RILL_LOG_DEBUG;
+        if (!strcmp(fac, "CONFWARN"))
+                l = RILL_LOG_DEBUG;
+        rill_log(l, "librdkafka", "client=%s facility=%s message=\"%s\"", rd_kafka_name(rk), fac, buf);
+}
+
 static rd_kafka_conf_t *base_conf(rill_app_t *app) {
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         char err[256];
+        rd_kafka_conf_set_log_cb(c, kafka_log_cb);
         rd_kafka_conf_set(c, "bootstrap.servers", app->bootstrap, err, sizeof(err));
         rd_kafka_conf_set(c, "log.connection.close", "false", err, sizeof(err));
         rill_conf_foreach_kafka(app->conf, put_kafka, c);

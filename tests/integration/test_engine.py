@@ -259,3 +259,21 @@ def test_producer_generates_valid_events():
     assert sellers == {"seller-1", "seller-2", "seller-3", "seller-4"}
     rc, _, err = h.run_program([exe, "--rate", "x"])
     assert rc == 2 and err.count("\n") == 1 and "--rate" in err
+
+
+def test_static_membership_restart_within_session_timeout_causes_no_rebalance():
+    names = h.app_topics(partitions=4)
+    first = start(names, "--input-keyed", "--group-instance-id", "worker-a")   # likely the group leader
+    other = start(names, "--input-keyed", "--group-instance-id", "worker-b")   # the one we restart
+    h.wait_until(lambda: "task_created" in first.log() and "task_created" in other.log(), 30, "both own tasks")
+    time.sleep(4)  # the group settles
+    count = lambda log: log.count("partitions_revoked") + log.count("partitions_assigned")  # noqa: E731
+    before = count(first.log())
+    parts = sorted(re.findall(r"task_created .*partition=(\d+)", other.log()))
+    other.kill()
+    other.start().wait_ready()  # same group.instance.id, back well within session.timeout.ms (6 s)
+    time.sleep(8)               # longer than the session timeout: a rebalance would have shown by now
+    assert count(first.log()) == before, "the other member saw a rebalance"
+    assert sorted(re.findall(r"task_created .*partition=(\d+)", other.log())) == parts
+    assert "thread=worker-b-0" in other.log()  # stable id -> stable transactional id
+    assert first.stop() == 0 and other.stop() == 0

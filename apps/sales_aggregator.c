@@ -4,7 +4,9 @@
  * (aggregated_sales). The engine does the work; this program supplies the
  * sales event format and turns configuration and signals into a run.
  *
- * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration.
+ * Exit codes: 0 clean stop, 2 a bad flag, variable or config file value,
+ * 1 anything else (unreachable servers, missing topics, a refused DSN, a
+ * fatal error while running).
  */
 #include "event.h"
 #include "rill.h"

@@ -146,7 +146,7 @@ static int cmd_watch(int argc, char **argv) {
         long long seen = 0;
         struct timespec last, now;
         clock_gettime(CLOCK_MONOTONIC, &last);
-        int deadline_ticks = 0;
+        time_t deadline = time(NULL) + 120; /* --once: bounded even if a partition never reports EOF */
         while (!stop) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
                 if (m) {
@@ -162,7 +162,7 @@ static int cmd_watch(int argc, char **argv) {
                         }
                         rd_kafka_message_destroy(m);
                 }
-                if (once && (eofs >= nparts || ++deadline_ticks > 600))
+                if (once && (eofs >= nparts || time(NULL) > deadline))
                         break;
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (!once && (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= interval) {

@@ -76,6 +76,7 @@ int rill_pgsink_check_dsn(const char *dsn, char *errstr, size_t errstr_size) {
         if (!opts) {
                 snprintf(errstr, errstr_size, "invalid Postgres DSN: %s",
                          err ? err : "out of memory");
+                errstr[strcspn(errstr, "\n")] = '\0';
                 PQfreemem(err);
                 return -1;
         }
@@ -310,7 +311,8 @@ int rill_pgsink_commit(rill_pgsink_t *pg, char *errstr, size_t errstr_size) {
                 const char *params[] = {pg->app_id, sb_array(&pg->p_topic), sb_array(&pg->p_part),
                                         sb_array(&pg->p_off), sb_array(&pg->p_epoch)};
                 r = pg_exec(pg,
-                            "UPDATE rill_sink_progress p SET next_offset = u.o, updated_at = now()"
+                            "UPDATE rill_sink_progress p SET next_offset = CASE WHEN u.o >= 0 THEN u.o"
+                            " ELSE p.next_offset END, updated_at = now()"
                             " FROM unnest($2::text[], $3::int4[], $4::int8[], $5::int8[])"
                             " AS u(t, pa, o, ep) WHERE p.app_id = $1 AND p.topic = u.t"
                             " AND p.partition = u.pa AND p.epoch = u.ep",

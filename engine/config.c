@@ -415,7 +415,10 @@ void rill_conf_print_help(const rill_conf_t *conf, FILE *fp) {
                         continue;
                 key_to_flag(d->key, flag, sizeof(flag));
                 key_to_env(d->key, env, sizeof(env));
+                /* the value before flags, environment and file: the engine's
+                 * default or the one the program set (e.g. application.id) */
+                const char *v = conf->entries[i].value;
                 fprintf(fp, "  --%-28s %s\n  %-30s env %s, default %s\n", flag, d->help, "",
-                        env, d->def && *d->def ? d->def : "(none)");
+                        env, v && *v ? v : "(none)");
         }
 }

@@ -50,7 +50,8 @@ rill_conf_t *rill_conf_new(const rill_confdef_t *extra);
 void rill_conf_destroy(rill_conf_t *conf);
 
 /** Set one property, validating it. Keys "kafka.<prop>" are passed through
- *  to librdkafka unchecked here (librdkafka checks them at client creation). */
+ *  to librdkafka unchecked here; a key librdkafka rejects at client creation
+ *  is skipped with a "kafka_config_ignored" warning. */
 int rill_conf_set(rill_conf_t *conf, const char *key, const char *value,
                   char *errstr, size_t errstr_size);
 const char *rill_conf_get(const rill_conf_t *conf, const char *key);

@@ -125,11 +125,18 @@ static int prepare_state_dir(rill_app_t *app, char *errstr, size_t errstr_size) 
 
 /* ---- topics and schema ------------------------------------------------------------------ */
 
+static void put_kafka_prop(const char *key, const char *value, void *opaque) {
+        char err[256];
+        rd_kafka_conf_set(opaque, key, value, err, sizeof(err));
+}
+
 static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
         char err[512];
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         rd_kafka_conf_set(c, "bootstrap.servers", app->bootstrap, err, sizeof(err));
         rd_kafka_conf_set(c, "log.connection.close", "false", err, sizeof(err));
+        /* the same security settings (TLS, SASL) as the stream threads' clients */
+        rill_conf_foreach_kafka(app->conf, put_kafka_prop, c);
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
         if (!rk) {
                 snprintf(errstr, errstr_size, "cannot create Kafka client: %s", err);
@@ -147,8 +154,8 @@ static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
         }
         if (n == 0) {
                 snprintf(errstr, errstr_size,
-                         "input topic %s does not exist on %s (hint: create it, e.g. "
-                         "deploy/local/create-topics %s:12)",
+                         "input topic %s does not exist on %s (hint: create it with as many "
+                         "partitions as workers may share, e.g. deploy/local/create-topics %s:12)",
                          app->input_topic, app->bootstrap, app->input_topic);
                 goto done;
         }

@@ -356,10 +356,15 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 w->txn_open = 0;
                 rill_fault("after_kafka_commit");
         }
-        /* 4. RocksDB catches up */
+        /* 4. RocksDB catches up. The transaction is committed: a failure here
+         * must not rewind anything (that would count committed input twice).
+         * The thread stops; on restart the store restores the committed
+         * changelog tail it is missing. */
         FOREACH_TASK(w, t) {
-                if (rill_task_committed(t, errstr, errstr_size))
+                if (rill_task_committed(t, errstr, errstr_size)) {
+                        w->fatal = 1;
                         return -1;
+                }
         }
         atomic_fetch_add(&w->m->commits, 1);
         atomic_fetch_add(&w->m->results, (long long)nresults);
@@ -395,7 +400,7 @@ static int commit_all(rill_worker_t *w, const char *why) {
         }
         rill_log(RILL_LOG_ERROR, "commit_failed", "thread=%s during=%s error=\"%s\"", w->name,
                  why, errstr);
-        if (abort_all(w, errstr) || w->fatal) {
+        if (w->fatal || abort_all(w, errstr) || w->fatal) {
                 rill_app_fail(w->app, "thread %s: unrecoverable transaction error: %s", w->name,
                               errstr);
                 w->fatal = 1;

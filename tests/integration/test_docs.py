@@ -49,3 +49,17 @@ def test_readme_quick_start_commands_exist():
     for cmd in ("deploy/local/demo", "tests/run"):
         assert cmd in readme and os.access(os.path.join(ROOT, cmd), os.X_OK)
     assert read(".ci/run").strip().endswith("exec tests/run")
+
+
+def test_configuration_table_is_what_help_prints():
+    """The property table of docs/configuration.md, row by row, is generated
+    from --help (key, flag, variable, default): a changed default fails here."""
+    out = subprocess.run([os.path.join(BUILD, "sales-aggregator"), "--help"], capture_output=True,
+                         text=True, timeout=30).stdout
+    rows = re.findall(r"^  (--[a-z0-9-]+) +.*\n +env (RILL_[A-Z0-9_]+), default (.*)$", out, re.M)
+    doc = read("docs/configuration.md")
+    table = doc[doc.index("generated-table:begin"):doc.index("generated-table:end")]
+    for flag, env, default in rows:
+        key = flag[2:].replace("-", ".")
+        d = default if default == "(none)" else f"`{default}`"
+        assert f"| `{key}` | `{flag}` | `{env}` | {d} |" in table, f"row of {key} differs from --help"

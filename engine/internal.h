@@ -99,6 +99,8 @@ int rill_worker_dead_letter(rill_worker_t *w, const rd_kafka_message_t *m, const
                             size_t value_len, const rill_reject_t *rej, char *errstr,
                             size_t errstr_size);
 rill_pgsink_t *rill_worker_pg(rill_worker_t *w);
+/** librdkafka log callback into the structured logger. @locality any thread. */
+void rill_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
 rill_restorer_t *rill_worker_restorer(rill_worker_t *w);
 
 rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t errstr_size);

@@ -137,6 +137,7 @@ static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
         rd_kafka_conf_set(c, "log.connection.close", "false", err, sizeof(err));
         /* the same security settings (TLS, SASL) as the stream threads' clients */
         rill_conf_foreach_kafka(app->conf, put_kafka_prop, c);
+        rd_kafka_conf_set_log_cb(c, rill_kafka_log_cb);
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
         if (!rk) {
                 snprintf(errstr, errstr_size, "cannot create Kafka client: %s", err);
@@ -144,7 +145,14 @@ static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
                 return -1;
         }
         int rc = -1;
-        int n = rill_kafka_partition_count(rk, app->input_topic, 10000, err, sizeof(err));
+        /* A topic just created may not have reached every broker's metadata
+         * yet: look again for a bounded 5 s before calling it missing. */
+        int n = 0;
+        for (int tries = 0; tries < 25 && n == 0; tries++) {
+                n = rill_kafka_partition_count(rk, app->input_topic, 10000, err, sizeof(err));
+                if (n == 0)
+                        usleep(200 * 1000);
+        }
         if (n < 0) {
                 snprintf(errstr, errstr_size,
                          "cannot reach Kafka at %s: %s (hint: is the broker running? check "
@@ -160,7 +168,12 @@ static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
                 goto done;
         }
         app->partitions = n;
-        int out = rill_kafka_partition_count(rk, app->output_topic, 10000, err, sizeof(err));
+        int out = 0;
+        for (int tries = 0; tries < 25 && out == 0; tries++) {
+                out = rill_kafka_partition_count(rk, app->output_topic, 10000, err, sizeof(err));
+                if (out == 0)
+                        usleep(200 * 1000);
+        }
         if (out <= 0) {
                 snprintf(errstr, errstr_size,
                          "output topic %s does not exist on %s (hint: create it, e.g. "

@@ -530,7 +530,7 @@ static void put_kafka(const char *key, const char *value, void *opaque) {
  * ("a consumer property set on a producer") is expected: kafka.* properties
  * go to every client, so it is only debug here.
  * @locality any librdkafka thread. */
-static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+void rill_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
         rill_log_level_t l = level <= 3 ? RILL_LOG_ERROR : level <= 4 ? RILL_LOG_WARN
                            : level <= 6 ? RILL_LOG_INFO : RILL_LOG_DEBUG;
         if (!strcmp(fac, "CONFWARN"))
@@ -541,7 +541,7 @@ static void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const
 static rd_kafka_conf_t *base_conf(rill_app_t *app) {
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         char err[256];
-        rd_kafka_conf_set_log_cb(c, kafka_log_cb);
+        rd_kafka_conf_set_log_cb(c, rill_kafka_log_cb);
         rd_kafka_conf_set(c, "bootstrap.servers", app->bootstrap, err, sizeof(err));
         rd_kafka_conf_set(c, "log.connection.close", "false", err, sizeof(err));
         rill_conf_foreach_kafka(app->conf, put_kafka, c);
@@ -615,6 +615,14 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
                 rd_kafka_conf_destroy(pc);
                 goto fail;
         }
+        /* Right after a commit the coordinator is still writing markers and
+         * answers the next transaction's AddPartitionsToTxn with
+         * CONCURRENT_TRANSACTIONS; librdkafka retries after retry.backoff.ms
+         * (100 ms by default). 10 ms cut the mean commit cycle from 42 to
+         * 17 ms here. Overridable with -X retry.backoff.ms=. */
+        if (!rill_conf_get(app->conf, "kafka.retry.backoff.ms") &&
+            rd_kafka_conf_set(pc, "retry.backoff.ms", "10", err, sizeof(err)))
+                rill_log(RILL_LOG_WARN, "kafka_config_ignored", "key=retry.backoff.ms error=\"%s\"", err);
         rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
         rd_kafka_conf_set_opaque(pc, w);
         w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));

@@ -41,7 +41,10 @@ rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records,
             /* librdkafka wants a group.id for consumer_poll even when only
              * assign() is used; nothing joins or commits to it */
             rd_kafka_conf_set(conf, "group.id", "rill-restore-unused", err, sizeof(err)) ||
-            rd_kafka_conf_set(conf, "fetch.max.bytes", "52428800", err, sizeof(err))) {
+            rd_kafka_conf_set(conf, "fetch.max.bytes", "52428800", err, sizeof(err)) ||
+            /* the end is usually a marker: the EOF that proves it should not
+             * wait out a long-poll fetch (default 500 ms per task) */
+            rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", err, sizeof(err))) {
                 snprintf(errstr, errstr_size, "restore consumer config: %s", err);
                 rd_kafka_conf_destroy(conf);
                 return NULL;
@@ -138,6 +141,10 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                 if (r->done)
                         atomic_store(r->done, next - start);
                 rd_kafka_message_destroy(m);
+                if (next >= high) { /* the last record is the end: no marker after it */
+                        rc = 0;
+                        break;
+                }
                 if (++pending >= r->batch_records) {
                         if (rill_wstore_restore_flush(ws, next, errstr, errstr_size))
                                 break;

@@ -1,0 +1,982 @@
+"""rill vs Kafka Streams, side by side, on the same broker, input and machine.
+
+Run through tests/bench/run, which sources $RILL_RUN_DIR/env (deploy/local/up)
+and builds the peer jar. For each input profile the input topic is preloaded
+once with sales-producer (synthetic event time, so windows close), then each
+system reads the SAME topic under a fresh application id:
+
+  throughput   events / wall second from process start until the group's
+               committed offsets cover the input topic and the repartition
+               topic (results commit in the same transaction as the offsets);
+  CPU          events per CPU-second (utime + stime of the worker process,
+               /proc/<pid>/stat, all its threads);
+  memory       peak RSS (VmHWM, /proc/<pid>/status) of the worker process;
+  restore      stop the worker, delete its state directory, start it again:
+               changelog records restored / wall time of the restore, from
+               the workers' own restore log lines;
+  correctness  both output topics (read_committed) against the ground truth
+               computed here from the input, against each other, and rill's
+               Postgres table against its output topic;
+  ceiling      kcat reading the whole input topic (time to consume everything).
+
+Then, once, latency: a live producer at a fixed rate with sale_ts = now; for
+each result the time from the window's close (end + grace, wall clock) until
+it is visible in the output topic (both systems) and in Postgres (rill only:
+the peer does not write Postgres).
+
+Every wait is bounded. Writes docs/benchmarks.json and docs/benchmarks.md
+unless --no-docs.
+"""
+import argparse
+import atexit
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import psycopg
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.environ.get("RILL_BUILD_DIR", os.path.join(ROOT, "build"))
+PEER_JAR = os.path.join(ROOT, "tests", "bench", "peers", "kafka-streams", "target",
+                        "sales-aggregator-kstreams.jar")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def env(name):
+    v = os.environ.get(name)
+    if not v:
+        sys.exit(f"bench: {name} is not set (hint: deploy/local/up, then source $RILL_RUN_DIR/env; "
+                 f"tests/bench/run does it)")
+    return v
+
+
+BOOTSTRAP = env("RILL_BOOTSTRAP_SERVERS")
+PG_DSN = env("RILL_PG_DSN")
+TAG = uuid.uuid4().hex[:6]
+WORK = tempfile.mkdtemp(prefix="rill-bench-")
+
+
+def say(*a):
+    print(f"[{time.strftime('%H:%M:%S')}]", *a, flush=True)
+
+
+# ---- processes -----------------------------------------------------------------------
+
+_procs = []
+
+
+def _on_term(sig, frame):
+    raise SystemExit(128 + sig)
+
+
+signal.signal(signal.SIGTERM, _on_term)
+
+
+@atexit.register
+def _cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+
+
+def spawn(args, log_path, env_extra=None):
+    e = dict(os.environ)
+    e.update(env_extra or {})
+    p = subprocess.Popen(args, stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=e,
+                         start_new_session=True)
+    _procs.append(p)
+    return p
+
+
+def stop(p, timeout=60):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
+
+
+def cpu_seconds(pid):
+    """utime + stime of the process (all its threads), seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def peak_rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def wait_for(pred, timeout, what, interval=0.1):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def log_text(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+# ---- Kafka helpers -----------------------------------------------------------------------
+
+def create_topics(spec, config=None):
+    a = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    futs = a.create_topics([NewTopic(n, p, 1, config=config or {}) for n, p in spec.items()],
+                           operation_timeout=15)
+    for f in futs.values():
+        f.result(timeout=30)
+    wait_for(lambda: all(n in a.list_topics(timeout=10).topics for n in spec), 30, "topics", 0.2)
+
+
+def topic_exists(name):
+    a = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    return name in a.list_topics(timeout=10).topics
+
+
+class Probe:
+    """Committed offsets of one group against the end offsets of topics, with
+    long-lived consumers (creating one per check costs more than the check)."""
+
+    def __init__(self, group):
+        self.c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group,
+                           "enable.auto.commit": False})
+        self.ends = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-probe-{TAG}",
+                              "enable.auto.commit": False, "isolation.level": "read_committed",
+                              "enable.partition.eof": True})
+        self.parts = {}
+
+    def partitions(self, topic):
+        if topic not in self.parts:
+            md = self.c.list_topics(topic, timeout=10).topics.get(topic)
+            if md is None or not md.partitions:
+                return []
+            self.parts[topic] = sorted(md.partitions)
+        return self.parts[topic]
+
+    def end_offsets(self, topic):
+        return {p: self.ends.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                for p in self.partitions(topic)}
+
+    def committed(self, topic):
+        offs = self.c.committed([TopicPartition(topic, p) for p in self.partitions(topic)], timeout=10)
+        return {tp.partition: tp.offset for tp in offs}
+
+    def consumed(self, topic, transactional):
+        """True when no record lies beyond the group's committed offsets. A
+        transactional topic ends in control markers: once every committed
+        offset is within one of the end the last record was followed by its
+        commit marker (the topic's producers finished with the input); a
+        larger small gap (abort markers) is checked for records, all
+        partitions at once."""
+        parts = self.partitions(topic)
+        if not parts:
+            return False
+        ends, com = self.end_offsets(topic), self.committed(topic)
+        gaps = []
+        for p in parts:
+            e, c = ends[p], com.get(p, -1)
+            if e == 0 or c >= e or (transactional and c >= 0 and c >= e - 1):
+                continue
+            if not transactional or c < 0 or e - c > 3:
+                return False
+            gaps.append((p, c, e))
+        if gaps:
+            now = time.monotonic()
+            if now - getattr(self, "_last_gap_check", 0) < 1.0:
+                return False
+            self._last_gap_check = now
+            return self.records_in_gaps(topic, gaps) == 0
+        return True
+
+    def records_in_gaps(self, topic, gaps):
+        self.ends.assign([TopicPartition(topic, p, c) for p, c, _ in gaps])
+        end_of = {p: e for p, _, e in gaps}
+        left, n, deadline = set(end_of), 0, time.monotonic() + 5
+        while left and time.monotonic() < deadline:
+            m = self.ends.poll(0.1)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == -191 and m.offset() >= end_of[m.partition()]:
+                    left.discard(m.partition())
+                continue
+            if m.offset() < end_of[m.partition()]:
+                n += 1
+            else:
+                left.discard(m.partition())
+        self.ends.unassign()
+        return n if not left else max(n, 1)
+
+    def close(self):
+        self.c.close()
+        self.ends.close()
+
+
+def read_all(topic, isolation="read_committed", timeout=600):
+    """Every record value (and key) of a topic, up to the end offsets at call time."""
+    c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
+                  "enable.auto.commit": False, "isolation.level": isolation,
+                  "enable.partition.eof": True, "fetch.max.bytes": 52428800})
+    parts = sorted(c.list_topics(topic, timeout=10).topics[topic].partitions)
+    ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    c.assign([TopicPartition(topic, p, -2) for p in parts])
+    done = {p for p in parts if ends[p] == 0}
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(done) < len(parts):
+        if time.monotonic() > deadline:
+            c.close()
+            raise RuntimeError(f"reading {topic}: end not reached in {timeout}s")
+        for m in c.consume(10000, 0.5):
+            if m.error():
+                if m.error().code() == -191 and m.offset() >= ends[m.partition()]:
+                    done.add(m.partition())
+                continue
+            out.append((m.key(), m.value()))
+    c.close()
+    return out
+
+
+# ---- the systems ------------------------------------------------------------------------------
+
+class Worker:
+    """One worker process (rill's sales-aggregator or the Kafka Streams peer)."""
+
+    def __init__(self, system, app, input_topic, output_topic, window_ms, grace_ms, threads, table=None):
+        self.system, self.app = system, app
+        self.input, self.output = input_topic, output_topic
+        self.window_ms, self.grace_ms, self.threads = window_ms, grace_ms, threads
+        self.table = table
+        self.state_dir = tempfile.mkdtemp(prefix=f"{system}-state-", dir=WORK)
+        self.proc, self.log_path, self.t_start = None, None, None
+
+    @property
+    def repartition_topic(self):
+        return f"{self.app}-repartition" if self.system == "rill" else f"{self.app}-by-seller-repartition"
+
+    def args(self):
+        if self.system == "rill":
+            return [os.path.join(BUILD, "sales-aggregator"), "--application-id", self.app,
+                    "--bootstrap-servers", BOOTSTRAP, "--pg-dsn", PG_DSN, "--pg-table", self.table,
+                    "--state-dir", self.state_dir, "--input-topic", self.input,
+                    "--output-topic", self.output, "--dlq-topic", f"{self.app}-dlq",
+                    "--window-size-ms", str(self.window_ms), "--grace-ms", str(self.grace_ms),
+                    "--commit-interval-ms", "100", "--num-stream-threads", str(self.threads)]
+        return ["java", "-jar", PEER_JAR, BOOTSTRAP, self.app, self.input, self.output,
+                str(self.window_ms), str(self.grace_ms), str(self.threads), self.state_dir]
+
+    def start(self, label):
+        self.log_path = os.path.join(WORK, f"{self.app}-{label}.log")
+        self.t_start = time.monotonic()
+        self.t_start_wall = time.time()
+        self.proc = spawn(self.args(), self.log_path)
+        return self
+
+    def log(self):
+        return log_text(self.log_path)
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"{self.system} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
+        return True
+
+    def ready(self):
+        self.alive()
+        if self.system == "rill":
+            return "event=partitions_assigned" in self.log()
+        return "state=RUNNING" in self.log()
+
+    def stop(self):
+        stop(self.proc)
+
+    def wipe_state(self):
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+        os.makedirs(self.state_dir)
+
+    def restore_stats(self):
+        """(records, wall seconds from the first restore start to the last end, lines)."""
+        spans, records = [], 0
+        for line in self.log().splitlines():
+            kv = dict(re.findall(r"(\w+)=(\S+)", line))
+            if self.system == "rill" and kv.get("event") == "task_restored":
+                end = datetime.datetime.strptime(kv["ts"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                    tzinfo=datetime.timezone.utc).timestamp()
+                el = int(kv["elapsed_ms"]) / 1000.0
+                spans.append((end - el, end))
+                records += int(kv["records"])
+            elif self.system == "kstreams" and kv.get("event") == "restore_end":
+                end = int(kv["t_ms"]) / 1000.0
+                el = max(int(kv["elapsed_ms"]), 0) / 1000.0
+                spans.append((end - el, end))
+                records += int(kv["records"])
+        if not spans:
+            return 0, 0.0, 0
+        return records, max(e for _, e in spans) - min(s for s, _ in spans), len(spans)
+
+
+# ---- input ------------------------------------------------------------------------------------
+
+def preload(topic, events, sellers, partitions, start_s, per_s, window_ms, grace_ms, seed=42):
+    """The input topic, once: per_s events per second of event time from
+    start_s (one sales-producer run per event-second, random partition per
+    record), then closing events whose time closes every window before them.
+
+    Why seconds of many events rather than a step per event: a consumer takes
+    a partition in chunks (one fetch is up to 1 MB, ~13,000 events), and the
+    aggregation's stream time is the largest event time seen; if event time
+    advanced 1 ms per event (12 ms per record within one of 12 partitions),
+    one chunk would span 160 s of event time and most records of the other
+    partitions would arrive after their window closed (late, dropped) in both
+    systems. At 30,000 events per event-second a chunk spans about 5 s, half
+    the 10 s grace."""
+    create_topics({topic: partitions})
+    t0 = time.monotonic()
+    secs = (events + per_s - 1) // per_s
+    for i in range(secs):
+        n = min(per_s, events - i * per_s)
+        args = [os.path.join(BUILD, "sales-producer"), "--bootstrap-servers", BOOTSTRAP, "--topic", topic,
+                "--count", str(n), "--rate", "0", "--seed", str(seed + i), "--num-sellers", str(sellers),
+                "--start-ts", str(start_s + i), "--ts-step-ms", "0", "--quiet",
+                "-X", "sticky.partitioning.linger.ms=0", "-X", "linger.ms=20"]
+        subprocess.run(args, check=True, timeout=600, stderr=subprocess.DEVNULL)
+    return time.monotonic() - t0, start_s + secs - 1
+
+
+def produce_closing(topic, sellers, last_s, window_ms, grace_ms, seed=7):
+    """Closing events (amount 1) at a time that closes every window of the
+    preload: random sellers, many per task (stream time is per task). They are
+    produced only after every system has consumed the preload: read in the
+    same chunk as data of other partitions, they would make that data late."""
+    close_s = last_s + (window_ms + grace_ms) // 1000 + 5
+    args = [os.path.join(BUILD, "sales-producer"), "--bootstrap-servers", BOOTSTRAP, "--topic", topic,
+            "--count", str(max(200, sellers)), "--rate", "0", "--num-sellers", str(sellers), "--quiet",
+            "--seed", str(seed), "--start-ts", str(close_s), "--ts-step-ms", "0",
+            "--min-amount", "1", "--max-amount", "1", "-X", "sticky.partitioning.linger.ms=0"]
+    subprocess.run(args, check=True, timeout=600, stderr=subprocess.DEVNULL)
+    return max(200, sellers)
+
+
+def ground_truth(topic, window_ms, grace_ms):
+    """{(seller, window_start_ms): (sum, count)} of the windows closed by the
+    final event time, computed from the input topic alone (no lateness: the
+    truth of the data, not of any engine's arrival order)."""
+    t = {}
+    max_ts = -1
+    n = bad = 0
+    for _, v in read_all(topic):
+        n += 1
+        try:
+            d = json.loads(v)
+            s, a, ts = d["seller_id"], d["amount_usd"], d["sale_ts"] * 1000
+        except (ValueError, KeyError, TypeError):
+            bad += 1
+            continue
+        max_ts = max(max_ts, ts)
+        ws = ts - ts % window_ms
+        c = t.get((s, ws))
+        t[(s, ws)] = (a, 1) if c is None else (c[0] + a, c[1] + 1)
+    closed = {k: v for k, v in t.items() if k[1] + window_ms + grace_ms <= max_ts}
+    return closed, n, bad
+
+
+def output_results(topic):
+    got, dup = {}, 0
+    for k, v in read_all(topic):
+        r = json.loads(v)
+        key = (r["seller_id"], r["window_start_ms"])
+        if key in got:
+            dup += 1
+        got[key] = (r["total_amount_usd"], r["sales_count"])
+    return got, dup
+
+
+def compare(got, want):
+    missing = [k for k in want if k not in got]
+    extra = [k for k in got if k not in want]
+    wrong = [k for k in want if k in got and got[k] != want[k]]
+    return {"expected": len(want), "got": len(got), "missing": len(missing), "unexpected": len(extra),
+            "wrong": len(wrong), "equal": not missing and not extra and not wrong,
+            "examples": [str(x) for x in (missing[:2] + extra[:2] + wrong[:2])]}
+
+
+def pg_rows(table):
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=5) as conn, conn.cursor() as cur:
+            cur.execute(f'SELECT seller_id, (extract(epoch from window_start)*1000)::bigint, '
+                        f'total_amount_usd, sales_count FROM "{table}"')
+            return {(r[0], r[1]): (r[2], r[3]) for r in cur.fetchall()}
+    except psycopg.Error as e:
+        say(f"postgres: {e}")
+        return {}
+
+
+def count_records(topic):
+    if not topic_exists(topic):
+        return 0
+    return len(read_all(topic, timeout=120))
+
+
+# ---- measurements -------------------------------------------------------------------------------
+
+def wait_consumed(w, topic, timeout):
+    probe = Probe(w.app)
+    try:
+        deadline = time.monotonic() + timeout
+        while not (probe.consumed(topic, False) and probe.consumed(w.repartition_topic, True)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{w.system} did not consume {topic} within {timeout}s")
+            w.alive()
+            time.sleep(0.1)
+    finally:
+        probe.close()
+
+
+def run_throughput(system, prof, threads, timeout):
+    app = f"bench-{system}-{prof['name']}-{TAG}"
+    out = f"{app}-out"
+    create_topics({out: prof["partitions"]})
+    w = Worker(system, app, prof["topic"], out, prof["window_ms"], prof["grace_ms"], threads,
+               table=f"bench_{prof['name']}_{TAG}".replace("-", "_"))
+    probe = Probe(app)
+    say(f"{system}: throughput on {prof['topic']} ({prof['total']} events), app {app}")
+    w.start("run")
+    t_first = None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{system} did not consume {prof['topic']} within {timeout}s")
+            w.alive()
+            if t_first is None and any(o > 0 for o in probe.committed(prof["topic"]).values()):
+                t_first = time.monotonic()
+            if probe.consumed(prof["topic"], False) and probe.consumed(w.repartition_topic, True):
+                break
+            time.sleep(0.1)
+        t_end = time.monotonic()
+        cpu, rss = cpu_seconds(w.proc.pid), peak_rss_mb(w.proc.pid)
+    finally:
+        probe.close()
+    wall = t_end - w.t_start
+    res = {"app": app, "output_topic": out, "wall_s": round(wall, 3),
+           "events_per_s": round(prof["total"] / wall),
+           "first_commit_s": round(t_first - w.t_start, 3) if t_first else None,
+           "events_per_s_after_first_commit": round(prof["total"] / (t_end - t_first)) if t_first and t_end > t_first else None,
+           "cpu_s": round(cpu, 2), "events_per_cpu_s": round(prof["total"] / cpu) if cpu else None,
+           "peak_rss_mb": round(rss, 1), "log": w.log_path}
+    say(f"{system}: {res['events_per_s']} events/s, {res['events_per_cpu_s']} events/CPU-s, "
+        f"peak RSS {res['peak_rss_mb']} MB, {wall:.1f} s")
+    return w, res
+
+
+def run_restore(w, timeout):
+    """Stop, delete the state, restart; the restore rate from the worker's own lines."""
+    say(f"{w.system}: restore: stop, delete state, restart")
+    w.stop()
+    w.wipe_state()
+    w.start("restore")
+    done_pat = "event=app_ready" if w.system == "rill" else "state=RUNNING"
+
+    def restored():
+        w.alive()
+        txt = w.log()
+        if w.system == "rill":
+            # every aggregate task (the ones with a store) has restored
+            return done_pat in txt and \
+                txt.count("event=task_restored") >= max(len(re.findall(r"event=task_created .*kind=aggregate", txt)), 1)
+        return done_pat in txt and "event=restore_start" in txt and \
+            txt.count("event=restore_end") >= txt.count("event=restore_start")
+    try:
+        wait_for(restored, timeout, f"{w.system} to restore")
+    except RuntimeError:
+        if w.system == "kstreams" and "state=RUNNING" in w.log():
+            pass  # nothing to restore
+        else:
+            raise
+    time.sleep(1.0)
+    to_ready = time.monotonic() - w.t_start
+    records, span, n = w.restore_stats()
+    cpu, rss = cpu_seconds(w.proc.pid), peak_rss_mb(w.proc.pid)
+    w.stop()
+    res = {"records": records, "restore_s": round(span, 3), "stores": n,
+           "records_per_s": round(records / span) if span > 0 else None,
+           "process_start_to_restored_s": round(to_ready, 2), "cpu_s": round(cpu, 2),
+           "peak_rss_mb": round(rss, 1), "log": w.log_path}
+    say(f"{w.system}: restored {records} records in {span:.2f} s ({res['records_per_s']} records/s)")
+    return res
+
+
+def run_ceiling(prof):
+    say(f"kcat: consume all of {prof['topic']}")
+    t0 = time.monotonic()
+    p = subprocess.Popen(["kcat", "-b", BOOTSTRAP, "-C", "-t", prof["topic"], "-o", "beginning", "-e", "-q",
+                          "-f", "%o\n"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _procs.append(p)
+    deadline = time.monotonic() + 600
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() > deadline:
+            p.kill()
+            raise RuntimeError("kcat did not finish in 600 s")
+        time.sleep(0.02)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - t0
+    cpu = ru.ru_utime + ru.ru_stime
+    if p.returncode != 0:
+        raise RuntimeError(f"kcat failed: {p.stderr.read().decode()[-500:]}")
+    res = {"wall_s": round(wall, 3), "events_per_s": round(prof["total"] / wall), "cpu_s": round(cpu, 2),
+           "events_per_cpu_s": round(prof["total"] / cpu) if cpu else None,
+           "peak_rss_mb": round(ru.ru_maxrss / 1024.0, 1)}
+    say(f"kcat: {res['events_per_s']} events/s")
+    return res
+
+
+def pct(xs, q):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    i = min(len(xs) - 1, max(0, int(round(q / 100.0 * len(xs) + 0.5)) - 1))
+    return xs[i]
+
+
+def run_latency(system, seconds, rate, sellers, window_ms, grace_ms, partitions, threads):
+    """Live producer (sale_ts = now) at a fixed rate; per result: visible time
+    minus (window end + grace), in the output topic and (rill) in Postgres."""
+    app = f"bench-{system}-live-{TAG}"
+    inp, out = f"{app}-in", f"{app}-out"
+    table = f"bench_live_{system}_{TAG}"
+    create_topics({inp: partitions, out: partitions})
+    w = Worker(system, app, inp, out, window_ms, grace_ms, threads, table=table)
+    w.start("latency")
+    wait_for(w.ready, 90, f"{system} to start", 0.2)
+    if system == "kstreams":
+        time.sleep(1)
+    seen_kafka, seen_pg = {}, {}
+    stop_ev = threading.Event()
+
+    def kafka_watch():
+        c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-watch-{uuid.uuid4().hex[:8]}",
+                      "enable.auto.commit": False, "isolation.level": "read_committed",
+                      "fetch.wait.max.ms": 10, "auto.offset.reset": "earliest"})
+        c.subscribe([out])
+        while not stop_ev.is_set():
+            for m in c.consume(1000, 0.05):
+                if m.error():
+                    continue
+                now = time.time() * 1000
+                r = json.loads(m.value())
+                seen_kafka.setdefault((r["seller_id"], r["window_start_ms"]), now)
+        c.close()
+
+    def pg_watch():
+        try:
+            conn = psycopg.connect(PG_DSN, connect_timeout=5, autocommit=True)
+        except psycopg.Error:
+            return
+        since = 0
+        while not stop_ev.is_set():
+            try:
+                rows = conn.execute(
+                    f'SELECT seller_id, (extract(epoch from window_start)*1000)::bigint FROM "{table}" '
+                    f'WHERE window_start >= to_timestamp(%s)', (since / 1000.0,)).fetchall()
+            except psycopg.Error:
+                rows = []  # the table is created by the worker
+            now = time.time() * 1000
+            for s, ws in rows:
+                seen_pg.setdefault((s, ws), now)
+                since = max(since, ws - 2 * window_ms)
+            time.sleep(0.02)
+        conn.close()
+
+    threads_ = [threading.Thread(target=kafka_watch, daemon=True)]
+    if system == "rill":
+        threads_.append(threading.Thread(target=pg_watch, daemon=True))
+    for t in threads_:
+        t.start()
+    prod = spawn([os.path.join(BUILD, "sales-producer"), "--bootstrap-servers", BOOTSTRAP, "--topic", inp,
+                  "--count", str(rate * seconds), "--rate", str(rate), "--num-sellers", str(sellers),
+                  "--quiet", "-X", "linger.ms=5"], os.path.join(WORK, f"{app}-producer.log"))
+    say(f"{system}: latency: {rate} events/s for {seconds} s, {sellers} sellers, "
+        f"window {window_ms} ms, grace {grace_ms} ms")
+    t0 = time.time() * 1000
+    try:
+        prod.wait(seconds + 60)
+    except subprocess.TimeoutExpired:
+        prod.kill()
+    time.sleep(2)
+    stop_ev.set()
+    for t in threads_:
+        t.join(10)
+    cpu, rss = cpu_seconds(w.proc.pid), peak_rss_mb(w.proc.pid)
+    w.stop()
+
+    def summary(seen):
+        lat = [v - (ws + window_ms + grace_ms) for (s, ws), v in seen.items() if ws >= t0 - window_ms]
+        return {"results": len(lat), "p50_ms": round(pct(lat, 50)) if lat else None,
+                "p99_ms": round(pct(lat, 99)) if lat else None,
+                "max_ms": round(max(lat)) if lat else None}
+    res = {"kafka": summary(seen_kafka), "cpu_s": round(cpu, 2), "peak_rss_mb": round(rss, 1)}
+    if system == "rill":
+        res["postgres"] = summary(seen_pg)
+    say(f"{system}: latency {res}")
+    return res
+
+
+# ---- environment ---------------------------------------------------------------------------------
+
+def machine():
+    def cmd(args):
+        try:
+            return subprocess.run(args, capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    java = cmd(["java", "-version"]) or subprocess.run(["java", "-version"], capture_output=True,
+                                                        text=True).stderr.splitlines()[0]
+    pgv = ""
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=5) as c:
+            pgv = c.execute("SHOW server_version").fetchone()[0]
+    except psycopg.Error:
+        pass
+    return {
+        "nproc": os.cpu_count(), "cpu": cpu, "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "librdkafka": cmd(["pkg-config", "--modversion", "rdkafka"]),
+        "rocksdb_rill": cmd(["dpkg-query", "-W", "-f", "${Version}", "librocksdb-dev"]),
+        "rocksdbjni_kafka_streams": "7.9.2 (kafka-streams 3.9.1 dependency)",
+        "kafka": "3.9.1 (broker and kafka-streams)", "java": java.splitlines()[0] if java else "",
+        "postgres": pgv, "kcat": cmd(["kcat", "-V"]).splitlines()[0] if cmd(["kcat", "-V"]) else "",
+    }
+
+
+# ---- report ------------------------------------------------------------------------------------------
+
+def ratio(a, b):
+    return round(a / b, 2) if a and b else None
+
+
+def fmt(v, unit=""):
+    if v is None:
+        return "–"
+    if isinstance(v, float) and v >= 100:
+        v = round(v)
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
+        return f"{int(v):,}{unit}"
+    return f"{v}{unit}"
+
+
+def table_rows(p):
+    r, k, c = p.get("rill", {}), p.get("kstreams", {}), p.get("kcat", {})
+    rr, kr = p.get("rill_restore", {}), p.get("kstreams_restore", {})
+    rows = [
+        ("throughput (events/s, start to all committed)", r.get("events_per_s"), k.get("events_per_s"),
+         c.get("events_per_s")),
+        ("events per CPU-second", r.get("events_per_cpu_s"), k.get("events_per_cpu_s"), c.get("events_per_cpu_s")),
+        ("CPU seconds", r.get("cpu_s"), k.get("cpu_s"), c.get("cpu_s")),
+        ("peak RSS (MB)", r.get("peak_rss_mb"), k.get("peak_rss_mb"), c.get("peak_rss_mb")),
+        ("restore (records/s)", rr.get("records_per_s"), kr.get("records_per_s"), None),
+        ("restore: changelog records", rr.get("records"), kr.get("records"), None),
+        ("restore: seconds", rr.get("restore_s"), kr.get("restore_s"), None),
+    ]
+    return [(name, a, b, cc, ratio(a, b), ratio(a, cc)) for name, a, b, cc in rows]
+
+
+def render_table(p):
+    lines = ["| figure | rill | Kafka Streams | kcat ceiling | rill / KS | rill / ceiling |",
+             "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for name, a, b, c, r1, r2 in table_rows(p):
+        lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {fmt(r1)} | {fmt(r2)} |")
+    return "\n".join(lines)
+
+
+def targets(res):
+    main = res["profiles"][0]
+    r, k, c = main.get("rill", {}), main.get("kstreams", {}), main.get("kcat", {})
+    rr, kr = main.get("rill_restore", {}), main.get("kstreams_restore", {})
+    lat = res.get("latency", {}).get("rill", {}).get("postgres", {})
+    t = []
+
+    def add(name, value, goal, ok):
+        t.append({"target": name, "value": value, "goal": goal,
+                  "reached": None if ok is None else bool(ok)})
+    cpu_ratio = ratio(r.get("events_per_cpu_s"), k.get("events_per_cpu_s"))
+    add("events per CPU-second vs Kafka Streams", cpu_ratio, ">= 3x", None if cpu_ratio is None else cpu_ratio >= 3)
+    ceil = ratio(r.get("events_per_s"), c.get("events_per_s"))
+    add("throughput vs kcat consume ceiling", ceil, ">= 0.5", None if ceil is None else ceil >= 0.5)
+    rss = ratio(r.get("peak_rss_mb"), k.get("peak_rss_mb"))
+    add("peak RSS vs Kafka Streams", rss, "<= 0.25", None if rss is None else rss <= 0.25)
+    rest = ratio(rr.get("records_per_s"), kr.get("records_per_s"))
+    add("restore records/s vs Kafka Streams", rest, ">= 3x", None if rest is None else rest >= 3)
+    p99 = lat.get("p99_ms")
+    add("p99 window close -> visible in Postgres (ms)", p99, "< 1000", None if p99 is None else p99 < 1000)
+    return t
+
+
+def print_report(res):
+    for p in res["profiles"]:
+        print(f"\n== profile {p['name']}: {p['total']:,} events, {p['sellers']:,} sellers, "
+              f"{p['partitions']} partitions ==")
+        print(render_table(p))
+        v = p.get("verify", {})
+        print(f"correctness: {json.dumps(v)}")
+    if res.get("latency"):
+        print("\n== latency (window close = end + grace -> visible) ==")
+        for s, l in res["latency"].items():
+            print(f"{s}: {json.dumps(l)}")
+    print("\n== targets ==")
+    for t in res["targets"]:
+        mark = {True: "REACHED", False: "not reached", None: "not measured"}[t["reached"]]
+        print(f"{t['target']}: {t['value']} (goal {t['goal']}): {mark}")
+
+
+def write_docs(res, md_path, json_path):
+    with open(json_path, "w") as f:
+        json.dump(res, f, indent=2, sort_keys=False)
+        f.write("\n")
+    m, s = res["machine"], res["settings"]
+    out = []
+    out.append("# Benchmarks: rill vs Kafka Streams\n")
+    out.append("Generated by `tests/bench/run` "
+               f"({'quick mode' if s['quick'] else 'full mode'}) on {res['date']}; raw figures in "
+               "[benchmarks.json](benchmarks.json). Both systems and the ceiling ran in one run, on the "
+               "same single-broker Kafka, the same preloaded input topic and the same machine, one after "
+               "the other (never concurrently).\n")
+    sizes = ", ".join("{:,} events ({})".format(p["total"], p["name"]) for p in res["profiles"])
+    out.append(f"**Run size: {sizes}.** " + res.get("size_note", "") + "\n")
+    out.append("## Machine and versions\n")
+    out.append("| | |\n| --- | --- |")
+    for k in ("nproc", "cpu", "memory_gb", "kernel", "kafka", "librdkafka", "rocksdb_rill",
+              "rocksdbjni_kafka_streams", "java", "postgres", "kcat"):
+        out.append(f"| {k} | {m.get(k)} |")
+    out.append("")
+    out.append("## Settings\n")
+    out.append("| | |\n| --- | --- |")
+    for k, v in s.items():
+        out.append(f"| {k} | {v} |")
+    out.append("")
+    for p in res["profiles"]:
+        out.append(f"## Profile `{p['name']}`: {p['total']:,} events, {p['sellers']:,} sellers, "
+                   f"{p['partitions']} partitions\n")
+        out.append(f"Input: `{p['topic']}`, event time from {p['start_s']} (epoch s), "
+                   f"{p['events_per_event_second']:,} events per second of event time, window {p['window_ms']} ms, "
+                   f"grace {p['grace_ms']} ms; preload took {p['preload_s']} s. After both systems had consumed it, "
+                   f"{p.get('closing_events')} closing events (event time past every window's close) were "
+                   "appended and consumed by both, then the outputs were verified.\n")
+        out.append(render_table(p) + "\n")
+        v = p.get("verify", {})
+        out.append("Correctness (closed windows, read_committed):\n")
+        for key, val in v.items():
+            out.append(f"- {key}: `{json.dumps(val)}`")
+        out.append("")
+    if res.get("latency"):
+        L = res["latency"]
+        s2 = res["latency_settings"]
+        out.append("## Latency\n")
+        out.append(f"Live producer: {s2['rate']} events/s for {s2['seconds']} s, {s2['sellers']} sellers, "
+                   f"sale_ts = now (seconds), window {s2['window_ms']} ms, grace {s2['grace_ms']} ms, "
+                   "commit interval 100 ms. Latency of a result = when it was first seen by a "
+                   "read_committed consumer (fetch.wait.max.ms 10) or by a Postgres poll (every 20 ms) "
+                   "minus the wall time of the window's close (end + grace).\n")
+        out.append("| | results | p50 (ms) | p99 (ms) | max (ms) |\n| --- | ---: | ---: | ---: | ---: |")
+        for sysn, l in L.items():
+            for where in ("postgres", "kafka"):
+                if where in l:
+                    x = l[where]
+                    out.append(f"| {sysn} → {where} | {fmt(x['results'])} | {fmt(x['p50_ms'])} | "
+                               f"{fmt(x['p99_ms'])} | {fmt(x['max_ms'])} |")
+        out.append("\nKafka Streams does not write Postgres, so it has no Postgres row; rill's figures "
+                   "include its Postgres transaction in every commit.\n")
+    out.append("## Targets (issue 5)\n")
+    out.append("| target | goal | measured | reached |\n| --- | --- | ---: | --- |")
+    for t in res["targets"]:
+        mark = {True: "yes", False: "**no**", None: "not measured"}[t["reached"]]
+        out.append(f"| {t['target']} | {t['goal']} | {fmt(t['value'])} | {mark} |")
+    out.append("")
+    out.append(res.get("notes_md", ""))
+    with open(md_path, "w") as f:
+        f.write("\n".join(out).rstrip() + "\n")
+
+
+NOTES_MD = """## How it is measured
+
+- **Throughput**: events in the topic / seconds from starting the process until the group's committed
+  offsets cover every record of the input topic and of the repartition topic (polled every 100 ms;
+  results commit in the same transaction as those offsets, so everything is in the output by then).
+  It includes process start-up, group join and, for Kafka Streams, JVM start-up; the JSON also has
+  the rate after the first commit (`events_per_s_after_first_commit`).
+- **CPU**: utime + stime of the worker process (all threads, /proc/PID/stat) at that moment.
+  The broker and Postgres are not counted for either system.
+- **Memory**: VmHWM of the worker process.
+- **Restore**: after the throughput run the worker is stopped (SIGTERM), its state directory deleted
+  and it is started again on the same application id; rill's `task_restored` lines and the peer's
+  `StateRestoreListener` (`restore_end`) give records and times; the rate is all records restored
+  divided by the span from the first restore start to the last restore end. The two changelogs differ
+  in content (rill: one record per window change that survived its write cache; Kafka Streams: the
+  window store and the suppression buffer changelogs), so the record counts differ.
+- **Ceiling**: `kcat -C -o beginning -e` on the input topic, output to /dev/null.
+- **Correctness**: the ground truth is computed from the input topic alone (sum and count per seller
+  and window, for windows closed by the last event time). Both output topics are compared with it and
+  with each other, and rill's Postgres table with rill's output topic. A record whose window had
+  already closed when it reached the aggregation (late, because of the order in which partitions were
+  consumed) is dropped by both systems, so a mismatch with the truth is possible and is shown as such.
+- Both systems: 2 stream threads, exactly-once (rill: Kafka transactions + fenced Postgres writes;
+  Kafka Streams: `exactly_once_v2`), commit interval 100 ms, default RocksDB settings of each, Kafka
+  Streams' default record cache (10 MB).
+"""
+
+
+# ---- main ------------------------------------------------------------------------------------------
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small run (about 2-4 minutes)")
+    ap.add_argument("--events", type=int, help="events per profile (quick 300000, full 10000000)")
+    ap.add_argument("--profiles", default="sellers10k,sellers4",
+                    help="comma list of sellers10k (10,000 sellers) and sellers4 (the original 4)")
+    ap.add_argument("--partitions", type=int, default=12)
+    ap.add_argument("--threads", type=int, default=2, help="stream threads of each system")
+    ap.add_argument("--window-ms", type=int, default=60000)
+    ap.add_argument("--grace-ms", type=int, default=10000)
+    ap.add_argument("--event-rate", type=int, default=30000,
+                    help="preloaded events per second of event time (see preload())")
+    ap.add_argument("--systems", default="rill,kstreams")
+    ap.add_argument("--no-restore", action="store_true")
+    ap.add_argument("--latency-seconds", type=int, help="live producer duration (quick 40, full 120); 0 = skip")
+    ap.add_argument("--latency-rate", type=int, default=2000)
+    ap.add_argument("--latency-sellers", type=int, default=1000)
+    ap.add_argument("--latency-window-ms", type=int, help="(quick 5000, full 10000)")
+    ap.add_argument("--latency-grace-ms", type=int, help="(quick 1000, full 2000)")
+    ap.add_argument("--timeout", type=int, default=1800, help="bound on each system's run, seconds")
+    ap.add_argument("--no-docs", action="store_true", help="do not write docs/benchmarks.{md,json}")
+    ap.add_argument("--json", default=os.path.join(ROOT, "docs", "benchmarks.json"))
+    ap.add_argument("--md", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    a = ap.parse_args()
+
+    events = a.events or (300000 if a.quick else 10000000)
+    lat_s = a.latency_seconds if a.latency_seconds is not None else (40 if a.quick else 120)
+    lat_w = a.latency_window_ms or (5000 if a.quick else 10000)
+    lat_g = a.latency_grace_ms or (1000 if a.quick else 2000)
+    systems = [s for s in a.systems.split(",") if s]
+    for prog in ("sales-aggregator", "sales-producer"):
+        if not os.access(os.path.join(BUILD, prog), os.X_OK):
+            sys.exit(f"bench: {BUILD}/{prog} is missing (hint: cmake --build build, or set RILL_BUILD_DIR)")
+    if "kstreams" in systems and not os.path.exists(PEER_JAR):
+        sys.exit(f"bench: {PEER_JAR} is missing (hint: mvn -q -f tests/bench/peers/kafka-streams/pom.xml package)")
+
+    profiles_def = {"sellers10k": 10000, "sellers4": 4}
+    res = {"date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+           "machine": machine(),
+           "settings": {"quick": a.quick, "events_per_profile": events, "partitions": a.partitions,
+                        "stream_threads": a.threads, "window_ms": a.window_ms, "grace_ms": a.grace_ms,
+                        "commit_interval_ms": 100, "events_per_event_second": a.event_rate,
+                        "exactly_once": "rill: Kafka txn + fenced Postgres; Kafka Streams: exactly_once_v2",
+                        "rill_postgres_sink": "on (pg.dsn set)", "kafka_streams_postgres_sink": "none",
+                        "broker": "1 broker, KRaft, replication factor 1, same host"},
+           "profiles": []}
+    say(f"work dir {WORK}; bootstrap {BOOTSTRAP}; {events} events per profile")
+    t_all = time.monotonic()
+    for name in [p for p in a.profiles.split(",") if p]:
+        sellers = profiles_def[name]
+        span_ms = events // a.event_rate * 1000
+        now_s = int(time.time())
+        start_s = (now_s - span_ms // 1000 - 3600) // 60 * 60  # in the past, minute-aligned
+        topic = f"bench-in-{name}-{events}-{TAG}"
+        say(f"preload {topic}: {events} events, {sellers} sellers, {a.partitions} partitions")
+        pre_s, last_s = preload(topic, events, sellers, a.partitions, start_s, a.event_rate,
+                                 a.window_ms, a.grace_ms)
+        total = sum(Probe(f"bench-x-{TAG}").end_offsets(topic).values())
+        prof = {"name": name, "topic": topic, "events": events, "total": total, "sellers": sellers,
+                "partitions": a.partitions, "start_s": start_s, "events_per_event_second": a.event_rate,
+                "window_ms": a.window_ms, "grace_ms": a.grace_ms, "preload_s": round(pre_s, 1)}
+        say(f"preloaded {total} records in {pre_s:.1f} s")
+        prof["kcat"] = run_ceiling(prof)
+        workers = {}
+        for s in systems:  # each on the same preload; the ones done stay up, idle
+            w, r = run_throughput(s, prof, a.threads, a.timeout)
+            prof[s] = r
+            workers[s] = w
+        n_close = produce_closing(topic, sellers, last_s, a.window_ms, a.grace_ms)
+        prof["closing_events"] = n_close
+        prof["total_with_closing"] = prof["total"] + n_close
+        say(f"produced {n_close} closing events; waiting for every system to consume them")
+        for s, w in workers.items():
+            wait_consumed(w, topic, 300)
+        say("verifying outputs against the ground truth")
+        truth, n_in, n_bad = ground_truth(topic, a.window_ms, a.grace_ms)
+        v = {"input_records": n_in, "bad_input": n_bad, "closed_windows": len(truth)}
+        outs = {}
+        for s in systems:
+            got, dup = output_results(prof[s]["output_topic"])
+            outs[s] = got
+            v[f"{s}_vs_truth"] = compare(got, truth) | {"duplicates": dup}
+        if "rill" in outs:
+            pgr = pg_rows(workers["rill"].table)
+            v["rill_postgres_vs_rill_kafka"] = compare(pgr, outs["rill"])
+            v["rill_late_or_bad_dead_letters"] = count_records(f"{prof['rill']['app']}-dlq")
+        if "kstreams" in outs:
+            m = re.findall(r"event=bad_records count=(\d+)", log_text(workers["kstreams"].log_path))
+            v["kstreams_bad_records"] = int(m[-1]) if m else 0
+        if "rill" in outs and "kstreams" in outs:
+            v["rill_vs_kstreams"] = compare(outs["rill"], outs["kstreams"])
+        prof["verify"] = v
+        say(f"verify: {json.dumps(v)}")
+        for s, w in workers.items():
+            if a.no_restore:
+                w.stop()
+            else:
+                prof[f"{s}_restore"] = run_restore(w, a.timeout)
+        res["profiles"].append(prof)
+
+    if lat_s > 0:
+        res["latency_settings"] = {"rate": a.latency_rate, "seconds": lat_s, "sellers": a.latency_sellers,
+                                   "window_ms": lat_w, "grace_ms": lat_g}
+        res["latency"] = {}
+        for s in systems:
+            res["latency"][s] = run_latency(s, lat_s, a.latency_rate, a.latency_sellers, lat_w, lat_g,
+                                            a.partitions, a.threads)
+    res["targets"] = targets(res)
+    res["elapsed_s"] = round(time.monotonic() - t_all, 1)
+    res["notes_md"] = NOTES_MD
+    print_report(res)
+    if not a.no_docs:
+        write_docs(res, a.md, a.json)
+        say(f"wrote {a.md} and {a.json}")
+    say(f"done in {res['elapsed_s']} s; logs in {WORK}")
+
+
+if __name__ == "__main__":
+    main()

@@ -710,6 +710,10 @@ static void run_loop(rill_worker_t *w) {
                                 rill_log(RILL_LOG_WARN, "consumer_error", "thread=%s error=\"%s\"",
                                          w->name, rd_kafka_message_errstr(m));
                         } else {
+                                /* A message of a partition with no task here was
+                                 * fetched before its revocation: it is not ours to
+                                 * process or commit; the new owner starts from the
+                                 * committed offset and processes it. */
                                 rill_task_t **slot =
                                     task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
                                 if (slot && *slot) {

@@ -57,23 +57,10 @@ void rill_app_stop(rill_app_t *app) { atomic_store(&app->stop, 1); }
 
 /* ---- state directory: lock and process id ----------------------------------------- */
 
-static int mkdir_p(const char *dir) {
-        char tmp[1024];
-        snprintf(tmp, sizeof(tmp), "%s", dir);
-        for (char *p = tmp + 1; *p; p++)
-                if (*p == '/') {
-                        *p = '\0';
-                        if (mkdir(tmp, 0750) && errno != EEXIST)
-                                return -1;
-                        *p = '/';
-                }
-        return mkdir(tmp, 0750) && errno != EEXIST ? -1 : 0;
-}
-
 static int prepare_state_dir(rill_app_t *app, char *errstr, size_t errstr_size) {
         char dir[1024], path[1100];
         snprintf(dir, sizeof(dir), "%s/%s", app->state_dir, app->app_id);
-        if (mkdir_p(dir)) {
+        if (rill_wstore_mkdirs(dir)) {
                 snprintf(errstr, errstr_size,
                          "cannot create state directory %s: %s (hint: set --state-dir to a "
                          "writable directory)",

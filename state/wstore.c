@@ -138,7 +138,7 @@ int rill_wstore_wipe(const char *dir, char *errstr, size_t errstr_size) {
         return 0;
 }
 
-static int mkdirs(const char *dir) {
+int rill_wstore_mkdirs(const char *dir) {
         char tmp[1024];
         snprintf(tmp, sizeof(tmp), "%s", dir);
         for (char *p = tmp + 1; *p; p++)
@@ -206,7 +206,7 @@ rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wipe
                                 char *errstr, size_t errstr_size) {
         char *err = NULL;
         *wiped = 0;
-        if (mkdirs(dir)) {
+        if (rill_wstore_mkdirs(dir)) {
                 snprintf(errstr, errstr_size, "cannot create state directory %s: %s", dir,
                          strerror(errno));
                 return NULL;
@@ -263,7 +263,7 @@ rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wipe
                          why ? why : "?");
                 free(err);
                 err = NULL;
-                if (rill_wstore_wipe(dir, errstr, errstr_size) || mkdirs(dir))
+                if (rill_wstore_wipe(dir, errstr, errstr_size) || rill_wstore_mkdirs(dir))
                         return NULL;
                 *wiped = 1;
         }

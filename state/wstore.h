@@ -46,6 +46,10 @@ rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wipe
                                 char *errstr, size_t errstr_size);
 void rill_wstore_close(rill_wstore_t *ws);
 
+/** Create a state directory and its parents (mode 0750); an existing one is
+ *  fine. @returns 0 or -1 (errno set). @locality any thread. */
+int rill_wstore_mkdirs(const char *dir);
+
 /** Remove a store directory and everything in it. @returns 0 or -1. */
 int rill_wstore_wipe(const char *dir, char *errstr, size_t errstr_size);
 

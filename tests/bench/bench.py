@@ -48,6 +48,9 @@ import psycopg
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from rill_harness import wait_until  # noqa: E402  (bounded polling, shared with the tests)
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("RILL_BUILD_DIR", os.path.join(ROOT, "build"))
 PEER_JAR = os.path.join(ROOT, "tests", "bench", "peers", "kafka-streams", "target",
@@ -127,16 +130,6 @@ def peak_rss_mb(pid):
     return None
 
 
-def wait_for(pred, timeout, what, interval=0.1):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
-
-
 def log_text(path):
     with open(path, errors="replace") as f:
         return f.read()
@@ -150,7 +143,7 @@ def create_topics(spec, config=None):
                            operation_timeout=15)
     for f in futs.values():
         f.result(timeout=30)
-    wait_for(lambda: all(n in a.list_topics(timeout=10).topics for n in spec), 30, "topics", 0.2)
+    wait_until(lambda: all(n in a.list_topics(timeout=10).topics for n in spec), 30, "topics", 0.2)
 
 
 def topic_exists(name):
@@ -511,8 +504,8 @@ def run_restore(w, timeout):
         return done_pat in txt and "event=restore_start" in txt and \
             txt.count("event=restore_end") >= txt.count("event=restore_start")
     try:
-        wait_for(restored, timeout, f"{w.system} to restore")
-    except RuntimeError:
+        wait_until(restored, timeout, f"{w.system} to restore")
+    except AssertionError:
         if w.system == "kstreams" and "state=RUNNING" in w.log():
             pass  # nothing to restore
         else:
@@ -574,7 +567,7 @@ def run_latency(system, seconds, rate, sellers, window_ms, grace_ms, partitions,
     create_topics({inp: partitions, out: partitions})
     w = Worker(system, app, inp, out, window_ms, grace_ms, threads, table=table)
     w.start("latency")
-    wait_for(w.ready, 90, f"{system} to start", 0.2)
+    wait_until(w.ready, 90, f"{system} to start", 0.2)
     if system == "kstreams":
         time.sleep(1)
     seen_kafka, seen_pg = {}, {}

@@ -90,7 +90,17 @@ void rill_task_idle_check(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms)
 rill_app_t *rill_worker_app(rill_worker_t *w);
 /** Produce into the worker's transaction (begun on first use).
  *  @returns 0 or -1 (errstr). */
-int rill_worker_produce(rill_worker_t *w, const char *topic, int32_t partition,
+/** The topics a worker writes; their handles and metadata are fetched once,
+ * before the first transaction. */
+typedef enum rill_out {
+        RILL_OUT_REPARTITION,
+        RILL_OUT_CHANGELOG,
+        RILL_OUT_OUTPUT,
+        RILL_OUT_DLQ,
+        RILL_OUT_N
+} rill_out_t;
+
+int rill_worker_produce(rill_worker_t *w, rill_out_t out, int32_t partition,
                         const void *key, size_t key_len, const void *value, size_t value_len,
                         rd_kafka_headers_t *hdrs, void *opaque, char *errstr,
                         size_t errstr_size);

@@ -108,7 +108,7 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
         rill_be64_put(buf + 9, ev.ts_ms);
         if (m->len)
                 memcpy(buf + RILL_REPART_HDR, m->payload, m->len);
-        int rc = rill_worker_produce(w, app->repartition_topic, RD_KAFKA_PARTITION_UA, ev.key,
+        int rc = rill_worker_produce(w, RILL_OUT_REPARTITION, RD_KAFKA_PARTITION_UA, ev.key,
                                      ev.key_len, buf, len, NULL, NULL, errstr, errstr_size);
         if (buf != stackbuf)
                 free(buf);
@@ -231,7 +231,7 @@ static void produce_change(void *opaque, int64_t wstart, const char *key, size_t
                 return;
         size_t klen = rill_wkey_encode(wstart, key, key_len, kbuf);
         size_t vlen = agg ? rill_agg_encode(agg, vbuf, sizeof(vbuf)) : 0;
-        c->rc = rill_worker_produce(c->w, rill_worker_app(c->w)->changelog_topic,
+        c->rc = rill_worker_produce(c->w, RILL_OUT_CHANGELOG,
                                     c->t->partition, kbuf, klen, agg ? vbuf : NULL, vlen, NULL,
                                     (void *)(intptr_t)(c->t->partition + 1), c->errstr,
                                     c->errstr_size);
@@ -264,7 +264,7 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
                                                  (long long)e->wstart);
                                         return -1;
                                 }
-                                if (rill_worker_produce(w, app->output_topic, RD_KAFKA_PARTITION_UA,
+                                if (rill_worker_produce(w, RILL_OUT_OUTPUT, RD_KAFKA_PARTITION_UA,
                                                         e->key, e->key_len, buf, n, NULL, NULL,
                                                         errstr, errstr_size))
                                         return -1;
@@ -282,7 +282,7 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
         if (t->stream_time != t->committed_stream_time) {
                 unsigned char v[8];
                 rill_be64_put(v, t->stream_time);
-                if (rill_worker_produce(w, app->changelog_topic, t->partition,
+                if (rill_worker_produce(w, RILL_OUT_CHANGELOG, t->partition,
                                         RILL_STREAM_TIME_KEY, RILL_STREAM_TIME_KEY_LEN, v, 8, NULL,
                                         (void *)(intptr_t)(t->partition + 1), errstr,
                                         errstr_size))

@@ -90,6 +90,7 @@ typedef struct rill_raw {
         const char *topic;
         int32_t partition;
         int64_t offset;
+        int64_t now_wall_ms; /* wall-clock time when the record's batch was polled */
 } rill_raw_t;
 
 /** An extracted event. key points into the raw record or into key_buf. */

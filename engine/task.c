@@ -89,13 +89,18 @@ static void raw_of(const rd_kafka_message_t *m, rill_raw_t *raw) {
         raw->offset = m->offset;
 }
 
+static void raw_of_batch(rill_worker_t *w, const rd_kafka_message_t *m, rill_raw_t *raw) {
+        raw_of(m, raw);
+        raw->now_wall_ms = rill_worker_batch_wall_ms(w);
+}
+
 static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
                           char *errstr, size_t errstr_size) {
         rill_app_t *app = rill_worker_app(w);
         rill_raw_t raw;
         rill_event_t ev;
         rill_reject_t rej;
-        raw_of(m, &raw);
+        raw_of_batch(w, m, &raw);
         memset(&rej, 0, sizeof(rej));
         if (app->topo.extract(app->topo.opaque, &raw, &ev, &rej))
                 return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
@@ -126,7 +131,7 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
         memset(&rej, 0, sizeof(rej));
         if (app->keyed) {
                 rill_raw_t raw;
-                raw_of(m, &raw);
+                raw_of_batch(w, m, &raw);
                 if (app->topo.extract(app->topo.opaque, &raw, &ev, &rej))
                         return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
                                                        errstr_size);
@@ -149,7 +154,7 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
         }
         if (ev.ts_ms > t->stream_time)
                 t->stream_time = ev.ts_ms;
-        t->last_activity_ms = rill_now_mono_ms();
+        t->last_activity_ms = rill_worker_batch_mono_ms(w);
         int64_t ws = rill_window_start(ev.ts_ms, app->window_ms);
         if (rill_window_closed(ws, app->window_ms, app->grace_ms, t->stream_time)) {
                 snprintf(rej.reason, sizeof(rej.reason), "late");

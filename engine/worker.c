@@ -62,7 +62,11 @@ struct rill_worker {
         int64_t last_gauges_ms;
         int64_t poll_ms, commit_total_ms, empty_polls, started_ms;
         rd_kafka_topic_t *out[RILL_OUT_N]; /* producer handles, by rill_out_t */
+        int64_t batch_mono_ms, batch_wall_ms;
 };
+
+int64_t rill_worker_batch_mono_ms(rill_worker_t *w) { return w->batch_mono_ms; }
+int64_t rill_worker_batch_wall_ms(rill_worker_t *w) { return w->batch_wall_ms; }
 
 rill_app_t *rill_worker_app(rill_worker_t *w) { return w->app; }
 rill_pgsink_t *rill_worker_pg(rill_worker_t *w) { return w->pg; }
@@ -766,8 +770,11 @@ static void run_loop(rill_worker_t *w) {
                         int64_t tp0 = n ? 0 : rill_now_mono_ms();
                         rd_kafka_message_t *m = rd_kafka_consumer_poll(
                             w->consumer, n ? 0 : (int)(wait < 1 ? 1 : wait > 100 ? 100 : wait));
-                        if (!n) /* only the first poll of a batch waits */
-                                w->poll_ms += rill_now_mono_ms() - tp0;
+                        if (!n) { /* only the first poll of a batch waits */
+                                w->batch_mono_ms = rill_now_mono_ms();
+                                w->batch_wall_ms = rill_now_wall_ms();
+                                w->poll_ms += w->batch_mono_ms - tp0;
+                        }
                         if (!m) {
                                 w->empty_polls++;
                                 break;

@@ -29,6 +29,11 @@ typedef struct sales_scratch {
  *  @locality any thread (uses a thread-local key buffer). */
 int sales_extract(void *opaque, const rill_raw_t *raw, rill_event_t *ev, rill_reject_t *rej);
 
+/** The same with jansson alone (no fast path): what sales_extract must
+ *  agree with. For tests and benchmarks. */
+int sales_extract_full(void *opaque, const rill_raw_t *raw, rill_event_t *ev,
+                       rill_reject_t *rej);
+
 /** rill_format_fn: {"seller_id":..,"window_start":"..Z","window_end":"..Z",
  *  "window_start_ms":..,"total_amount_usd":..,"sales_count":..} */
 size_t sales_format(void *opaque, const rill_result_t *res, char *buf, size_t size);

@@ -10,8 +10,10 @@
 
 static sales_parse_conf_t pc = {0, 3600000, 0, 16};
 
+static int64_t batch_now_ms; /* 0: the extractor reads the clock itself */
+
 static int run(const char *json, size_t len, rill_event_t *ev, rill_reject_t *rej) {
-        rill_raw_t raw = {NULL, 0, json, len, "sales-usd", 0, 0};
+        rill_raw_t raw = {NULL, 0, json, len, "sales-usd", 0, 0, batch_now_ms};
         memset(rej, 0, sizeof(*rej));
         return sales_extract(&pc, &raw, ev, rej);
 }
@@ -90,6 +92,20 @@ static void millisecond_timestamps(void **s) {
         assert_string_equal(rej.reason, "invalid_timestamp");
 }
 
+/* The limits are relative to the batch's clock when the worker gives one. */
+static void batch_clock(void **s) {
+        (void)s;
+        rill_event_t ev;
+        rill_reject_t rej;
+        const char *j = "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":1000000}";
+        batch_now_ms = 1000000LL * 1000 - 3600000; /* sale_ts exactly max.future ahead */
+        assert_int_equal(run(j, strlen(j), &ev, &rej), 0);
+        batch_now_ms -= 1;
+        assert_int_equal(run(j, strlen(j), &ev, &rej), -1);
+        assert_string_equal(rej.reason, "invalid_timestamp");
+        batch_now_ms = 0;
+}
+
 static void format_result(void **s) {
         (void)s;
         char buf[512];
@@ -105,7 +121,7 @@ static void format_result(void **s) {
 
 int main(void) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(good_event), cmocka_unit_test(bad_events),
-                                           cmocka_unit_test(past_limit), cmocka_unit_test(millisecond_timestamps),
+                                           cmocka_unit_test(past_limit), cmocka_unit_test(millisecond_timestamps), cmocka_unit_test(batch_clock),
                                            cmocka_unit_test(format_result)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -675,7 +675,11 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
                         goto fail;
                 }
         }
-        w->restorer = rill_restorer_new(base_conf(app),
+        rd_kafka_conf_t *rc = base_conf(app);
+        /* the same fetch stall as above, for every changelog restore */
+        default_kafka(app, rc, "queued.min.messages", "10000000");
+        default_kafka(app, rc, "queued.max.messages.kbytes", "32768");
+        w->restorer = rill_restorer_new(rc,
                                         rill_conf_get_int(app->conf, "restore.batch.records"),
                                         errstr, errstr_size);
         if (!w->restorer)

@@ -15,6 +15,8 @@
 #include <string.h>
 #include <time.h>
 
+#define RESTORE_BATCH 1000
+
 struct rill_restorer {
         rd_kafka_t *rk;
         int64_t batch_records;
@@ -113,45 +115,62 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
         }
         int rc = -1, pending = 0;
         int64_t next = start;
-        while (now_ms() - t0 < timeout_ms) {
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 200);
-                if (!m)
-                        continue;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                        if (m->offset > next)
-                                next = m->offset;
-                        rd_kafka_message_destroy(m);
-                        if (next >= high) {
-                                rc = 0;
-                                break;
+        /* Batches of messages: this consumer is in no group, so no rebalance
+         * callback can interleave (the reason the stream threads poll one
+         * message at a time does not apply here). */
+        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(r->rk);
+        rd_kafka_message_t *msgs[RESTORE_BATCH];
+        while (rc && now_ms() - t0 < timeout_ms) {
+                /* what is queued now (a batch call with a timeout waits for a
+                 * full batch), else wait for one message */
+                ssize_t n = rd_kafka_consume_batch_queue(q, 0, msgs, RESTORE_BATCH);
+                if (n <= 0)
+                        n = (msgs[0] = rd_kafka_consumer_poll(r->rk, 200)) != NULL;
+                int stop = 0;
+                for (ssize_t i = 0; i < n; i++) {
+                        rd_kafka_message_t *m = msgs[i];
+                        if (stop || !rc || m->partition != partition) {
+                                /* past the end, after an error, or a leftover of an
+                                 * earlier restore's partition: drop it */
+                        } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                if (m->offset > next)
+                                        next = m->offset;
+                                if (next >= high)
+                                        rc = 0;
+                        } else if (m->err) {
+                                snprintf(errstr, errstr_size, "restore %s [%d]: %s", topic,
+                                         partition, rd_kafka_message_errstr(m));
+                                if (rd_kafka_fatal_error(r->rk, NULL, 0))
+                                        stop = 1;
+                                /* else transient: librdkafka retries the fetch */
+                        } else if (rill_wstore_restore_add(ws, m->key, m->key_len, m->payload,
+                                                           m->len)) {
+                                snprintf(errstr, errstr_size,
+                                         "restore %s [%d]: record at offset %lld is not a "
+                                         "changelog record of this application (key %zu bytes, "
+                                         "value %zu bytes)",
+                                         topic, partition, (long long)m->offset, m->key_len,
+                                         m->len);
+                                stop = 1;
+                        } else {
+                                next = m->offset + 1;
+                                stats->records++;
+                                if (next >= high) /* the last record is the end: no marker after it */
+                                        rc = 0;
+                                else if (++pending >= r->batch_records) {
+                                        if (rill_wstore_restore_flush(ws, next, errstr, errstr_size))
+                                                stop = 1;
+                                        pending = 0;
+                                        rill_fault("mid_restore");
+                                }
                         }
-                        continue;
-                }
-                if (m->err) {
-                        snprintf(errstr, errstr_size, "restore %s [%d]: %s", topic, partition,
-                                 rd_kafka_message_errstr(m));
                         rd_kafka_message_destroy(m);
-                        if (rd_kafka_fatal_error(r->rk, NULL, 0))
-                                break;
-                        continue; /* transient: librdkafka retries the fetch */
                 }
-                rill_wstore_restore_add(ws, m->key, m->key_len, m->payload, m->len);
-                next = m->offset + 1;
-                stats->records++;
+                if (stop)
+                        break;
                 if (r->done)
                         atomic_store(r->done, next - start);
-                rd_kafka_message_destroy(m);
-                if (next >= high) { /* the last record is the end: no marker after it */
-                        rc = 0;
-                        break;
-                }
-                if (++pending >= r->batch_records) {
-                        if (rill_wstore_restore_flush(ws, next, errstr, errstr_size))
-                                break;
-                        pending = 0;
-                        rill_fault("mid_restore");
-                }
-                if (now_ms() - last_log >= 5000) {
+                if (rc && now_ms() - last_log >= 5000) {
                         last_log = now_ms();
                         double done = (double)(next - start) / (double)(high - start);
                         double rate = (double)stats->records * 1000.0 / (double)(last_log - t0 + 1);
@@ -161,6 +180,7 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                                  rate > 0 ? (double)(high - next) / rate : -1.0);
                 }
         }
+        rd_kafka_queue_destroy(q);
         if (rc == 0 && rill_wstore_restore_flush(ws, next, errstr, errstr_size))
                 rc = -1;
         else if (rc && !*errstr)

@@ -88,11 +88,12 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
 /** Drop the cache (transaction aborted). */
 void rill_wstore_discard(rill_wstore_t *ws);
 
-/* ---- restore: raw changelog records straight into a WriteBatch ------------ */
+/* ---- restore: changelog records through the write cache ------------------- */
 
-/** Add one changelog record (value NULL = tombstone) to the restore batch. */
-void rill_wstore_restore_add(rill_wstore_t *ws, const void *key, size_t key_len,
-                             const void *value, size_t value_len);
+/** Add one changelog record (value NULL = tombstone) to the restore batch.
+ *  @returns 0, or -1 when the record is not in the changelog format. */
+int rill_wstore_restore_add(rill_wstore_t *ws, const void *key, size_t key_len,
+                            const void *value, size_t value_len);
 /** Write the restore batch with next_offset as the new changelog offset.
  *  @returns 0 or -1 (errstr). */
 int rill_wstore_restore_flush(rill_wstore_t *ws, int64_t next_offset, char *errstr,

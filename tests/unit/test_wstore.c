@@ -100,12 +100,15 @@ static void restore_batches_and_stream_time(void **s) {
         unsigned char k[64], v[64], st[8];
         rill_agg_t a = {10, 2, 1, 2};
         size_t kl = rill_wkey_encode(60000, "s", 1, k), vl = rill_agg_encode(&a, v, sizeof(v));
-        rill_wstore_restore_add(ws, k, kl, v, vl);
+        assert_int_equal(rill_wstore_restore_add(ws, k, kl, v, vl), 0);
         rill_be64_put(st, 61000);
-        rill_wstore_restore_add(ws, RILL_STREAM_TIME_KEY, 1, st, 8);
+        assert_int_equal(rill_wstore_restore_add(ws, RILL_STREAM_TIME_KEY, 1, st, 8), 0);
         size_t kl2 = rill_wkey_encode(0, "gone", 4, k + 32);
-        rill_wstore_restore_add(ws, k + 32, kl2, v, vl);
-        rill_wstore_restore_add(ws, k + 32, kl2, NULL, 0); /* tombstone */
+        assert_int_equal(rill_wstore_restore_add(ws, k + 32, kl2, v, vl), 0);
+        assert_int_equal(rill_wstore_restore_add(ws, k + 32, kl2, NULL, 0), 0); /* tombstone */
+        /* not a changelog record: refused, nothing cached */
+        assert_int_equal(rill_wstore_restore_add(ws, "x", 1, v, vl), -1);
+        assert_int_equal(rill_wstore_restore_add(ws, k, kl, "\xc1", 1), -1);
         assert_int_equal(rill_wstore_restore_flush(ws, 42, err, sizeof(err)), 0);
         rill_wstore_close(ws);
         ws = open_store("app|cl|2", &wiped);
@@ -115,6 +118,63 @@ static void restore_batches_and_stream_time(void **s) {
         assert_int_equal(rill_wstore_get(ws, 60000, "s", 1, &out, err, sizeof(err)), 1);
         assert_int_equal(out.sum, 10);
         assert_int_equal(rill_wstore_get(ws, 0, "gone", 4, &out, err, sizeof(err)), 0);
+        rill_wstore_close(ws);
+}
+
+/* Many changes per window in a scrambled order, over several batches: the
+ * store ends with each window's last change (the batch is deduplicated and
+ * written sorted). */
+static void restore_last_change_wins(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|3", &wiped);
+        enum { KEYS = 500, ROUNDS = 6 };
+        unsigned char k[64], v[64];
+        char name[16];
+        int64_t off = 0;
+        for (int r = 0; r < ROUNDS; r++) {
+                for (int i = 0; i < KEYS; i++) {
+                        int j = (i * 7919 + r * 31) % KEYS; /* a different order each round */
+                        snprintf(name, sizeof(name), "s%d", j);
+                        size_t kl = rill_wkey_encode((j % 5) * 60000 - 120000, name, strlen(name), k);
+                        rill_agg_t a = {j * 100 + r, r + 1, 0, 0};
+                        size_t vl = rill_agg_encode(&a, v, sizeof(v));
+                        /* every 10th key ends deleted in the last round */
+                        int del = r == ROUNDS - 1 && j % 10 == 0;
+                        assert_int_equal(rill_wstore_restore_add(ws, k, kl, del ? NULL : v, del ? 0 : vl), 0);
+                        if (++off % 700 == 0)
+                                assert_int_equal(rill_wstore_restore_flush(ws, off, err, sizeof(err)), 0);
+                }
+        }
+        assert_int_equal(rill_wstore_restore_flush(ws, off, err, sizeof(err)), 0);
+        rill_wstore_close(ws);
+        ws = open_store("app|cl|3", &wiped);
+        assert_int_equal(rill_wstore_changelog_offset(ws), KEYS * ROUNDS);
+        for (int j = 0; j < KEYS; j++) {
+                rill_agg_t out;
+                snprintf(name, sizeof(name), "s%d", j);
+                int found = rill_wstore_get(ws, (j % 5) * 60000 - 120000, name, strlen(name), &out,
+                                            err, sizeof(err));
+                if (j % 10 == 0) {
+                        assert_int_equal(found, 0);
+                } else {
+                        assert_int_equal(found, 1);
+                        assert_int_equal(out.sum, j * 100 + ROUNDS - 1);
+                        assert_int_equal(out.count, ROUNDS);
+                }
+        }
+        /* closing returns windows in store order: by start, then key */
+        rill_wlist_t l = {0};
+        assert_int_equal(rill_wstore_closed(ws, 1000000, &l, err, sizeof(err)), 0);
+        assert_int_equal(l.cnt, KEYS - KEYS / 10);
+        for (size_t i = 1; i < l.cnt; i++) {
+                rill_wentry_t *a = &l.v[i - 1], *b = &l.v[i];
+                size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+                int c = memcmp(a->key, b->key, n);
+                assert_true(a->wstart < b->wstart ||
+                            (a->wstart == b->wstart && (c < 0 || (!c && a->key_len < b->key_len))));
+        }
+        rill_wlist_free(&l);
         rill_wstore_close(ws);
 }
 
@@ -158,6 +218,7 @@ int main(void) {
             cmocka_unit_test_setup_teardown(cache_then_apply_then_reopen, setup, teardown),
             cmocka_unit_test_setup_teardown(closed_merges_cache_over_db, setup, teardown),
             cmocka_unit_test_setup_teardown(restore_batches_and_stream_time, setup, teardown),
+            cmocka_unit_test_setup_teardown(restore_last_change_wins, setup, teardown),
             cmocka_unit_test_setup_teardown(other_identity_is_wiped, setup, teardown),
             cmocka_unit_test_setup_teardown(corrupt_files_are_wiped, setup, teardown)};
         return cmocka_run_group_tests(tests, NULL, NULL);

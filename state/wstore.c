@@ -6,9 +6,13 @@
  * written in the same WriteBatch says up to where. So after any crash the
  * store is a prefix of the changelog, and restore replays only the tail.
  *
- * The cache is a chained hash table of the windows changed since the last
- * commit (value or deletion). It is emptied at every commit (apply) or abort
- * (discard), so it stays as small as one commit interval's working set.
+ * The cache is a chained hash table of windows: the ones changed since the
+ * last commit (dirty: value or deletion) and the ones read or written before
+ * it (clean: the same as RocksDB). A commit (apply) writes the dirty ones and
+ * keeps them as clean, so a window touched in every commit interval is read
+ * from RocksDB once, not once per commit (10,000 sellers, 270 commits: 2.7M
+ * memtable lookups saved). Clean entries are dropped when the cache holds
+ * more than CACHE_MAX windows; an abort (discard) empties it.
  *
  * Meta keys start with 0xff; window keys start with the big-endian window
  * start with its sign bit flipped, so every real window key sorts below 0xff
@@ -31,6 +35,7 @@
 #define META_STREAM_TIME "\xff" "stream_time"
 #define META_IDENTITY "\xff" "identity"
 #define MAX_KEY 4096
+#define CACHE_MAX 50000 /* windows per store before clean entries are dropped */
 
 typedef struct centry {
         struct centry *next;
@@ -40,6 +45,7 @@ typedef struct centry {
         size_t key_len;
         rill_agg_t agg;
         int deleted;
+        int dirty; /* changed since the last commit */
 } centry_t;
 
 struct rill_wstore {
@@ -50,7 +56,7 @@ struct rill_wstore {
         int64_t changelog_offset;
         int64_t stream_time;
         centry_t **buckets;
-        size_t nbuckets, ncached;
+        size_t nbuckets, ncached, ndirty;
 };
 
 /* ---- the write cache ---------------------------------------------------------- */
@@ -115,7 +121,35 @@ static void cache_clear(rill_wstore_t *ws) {
                 }
                 ws->buckets[i] = NULL;
         }
-        ws->ncached = 0;
+        ws->ncached = ws->ndirty = 0;
+}
+
+/* After a commit: every entry is now what RocksDB holds. Deleted windows
+ * leave the cache; the rest stay as clean entries unless there are too many. */
+static void cache_committed(rill_wstore_t *ws) {
+        int keep = ws->ncached <= CACHE_MAX;
+        for (size_t i = 0; i < ws->nbuckets; i++) {
+                centry_t **pp = &ws->buckets[i];
+                while (*pp) {
+                        centry_t *e = *pp;
+                        if (keep && !e->deleted) {
+                                e->dirty = 0;
+                                pp = &e->next;
+                                continue;
+                        }
+                        *pp = e->next;
+                        free(e);
+                        ws->ncached--;
+                }
+        }
+        ws->ndirty = 0;
+}
+
+static void mark_dirty(rill_wstore_t *ws, centry_t *e) {
+        if (!e->dirty) {
+                e->dirty = 1;
+                ws->ndirty++;
+        }
 }
 
 /* ---- open / close / wipe ------------------------------------------------------- */
@@ -314,8 +348,13 @@ int rill_wstore_get(rill_wstore_t *ws, int64_t wstart, const char *key, size_t k
                 return 0;
         int rc = rill_agg_decode(v, vlen, agg) ? -1 : 1;
         free(v);
-        if (rc < 0)
+        if (rc < 0) {
                 snprintf(errstr, errstr_size, "state store holds an undecodable value (corrupt)");
+                return rc;
+        }
+        e = cache_upsert(ws, wstart, key, key_len); /* clean: as RocksDB has it */
+        e->agg = *agg;
+        e->deleted = 0;
         return rc;
 }
 
@@ -324,11 +363,13 @@ void rill_wstore_put(rill_wstore_t *ws, int64_t wstart, const char *key, size_t 
         centry_t *e = cache_upsert(ws, wstart, key, key_len);
         e->agg = *agg;
         e->deleted = 0;
+        mark_dirty(ws, e);
 }
 
 void rill_wstore_delete(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len) {
         centry_t *e = cache_upsert(ws, wstart, key, key_len);
         e->deleted = 1;
+        mark_dirty(ws, e);
 }
 
 /* ---- closing windows ------------------------------------------------------------ */
@@ -447,10 +488,12 @@ void rill_wstore_foreach_dirty(rill_wstore_t *ws,
                                void *opaque) {
         for (size_t i = 0; i < ws->nbuckets; i++)
                 for (centry_t *e = ws->buckets[i]; e; e = e->next)
-                        cb(opaque, e->wstart, e->key, e->key_len, e->deleted ? NULL : &e->agg);
+                        if (e->dirty)
+                                cb(opaque, e->wstart, e->key, e->key_len,
+                                   e->deleted ? NULL : &e->agg);
 }
 
-size_t rill_wstore_dirty_count(const rill_wstore_t *ws) { return ws->ncached; }
+size_t rill_wstore_dirty_count(const rill_wstore_t *ws) { return ws->ndirty; }
 
 static void batch_meta(rocksdb_writebatch_t *b, int64_t offset, int64_t stream_time) {
         unsigned char v[8];
@@ -482,7 +525,7 @@ static int centry_cmp(const void *a, const void *b) {
  * before this (perf). */
 int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t stream_time,
                       char *errstr, size_t errstr_size) {
-        centry_t **v = malloc((ws->ncached ? ws->ncached : 1) * sizeof(*v));
+        centry_t **v = malloc((ws->ndirty ? ws->ndirty : 1) * sizeof(*v));
         if (!v) {
                 snprintf(errstr, errstr_size, "state store write: out of memory");
                 return -1;
@@ -490,7 +533,7 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         size_t n = 0;
         for (size_t i = 0; i < ws->nbuckets; i++)
                 for (centry_t *e = ws->buckets[i]; e; e = e->next)
-                        if (e->key_len <= MAX_KEY) /* longer ones are rejected on get already */
+                        if (e->dirty && e->key_len <= MAX_KEY) /* longer: refused on get */
                                 v[n++] = e;
         if (n > 1)
                 qsort(v, n, sizeof(*v), centry_cmp);
@@ -519,7 +562,7 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         ws->changelog_offset = changelog_offset;
         if (stream_time != INT64_MIN)
                 ws->stream_time = stream_time;
-        cache_clear(ws);
+        cache_committed(ws);
         return 0;
 }
 

@@ -345,8 +345,15 @@ def preload(topic, events, sellers, partitions, start_s, per_s, window_ms, grace
     advanced 1 ms per event (12 ms per record within one of 12 partitions),
     one chunk would span 160 s of event time and most records of the other
     partitions would arrive after their window closed (late, dropped) in both
-    systems. At 30,000 events per event-second a chunk spans about 5 s, half
-    the 10 s grace."""
+    systems. At 30,000 events per event-second a chunk spans about 5 s.
+
+    The grace is 60 s (--grace-ms): the two stream threads of a worker
+    consume their source partitions independently, and under a backlog one
+    can run a second or two ahead of the other (30,000-60,000 events, 1-2 s
+    of event time per 30,000). With a 10 s grace the 10-million-event run
+    dead-lettered 7% of its records as late in rill, and Kafka Streams dropped
+    a similar share, so neither output matched the ground truth; 60 s leaves
+    room for about 1.8 million events of drift."""
     create_topics({topic: partitions})
     t0 = time.monotonic()
     secs = (events + per_s - 1) // per_s
@@ -813,6 +820,12 @@ def write_docs(res, md_path, json_path):
                                f"{fmt(x['p99_ms'])} | {fmt(x['max_ms'])} |")
         out.append("\nKafka Streams does not write Postgres, so it has no Postgres row; rill's figures "
                    "include its Postgres transaction in every commit.\n")
+    if res.get("extract_micro"):
+        x = res["extract_micro"]
+        out.append("## Micro benchmark: parsing one event\n")
+        out.append(f"`build/extract-bench` ({x['records']:,} producer-shaped records, one thread): the engine's "
+                   f"path (fast scan, jansson for the rest) {x['fast_ns']} ns per record, jansson alone "
+                   f"{x['jansson_ns']} ns: {x['ratio']}x. See [performance.md](performance.md).\n")
     out.append("## Targets (issue 5)\n")
     out.append("| target | goal | measured | reached |\n| --- | --- | ---: | --- |")
     for t in res["targets"]:
@@ -846,6 +859,7 @@ NOTES_MD = """## How it is measured
   with each other, and rill's Postgres table with rill's output topic. A record whose window had
   already closed when it reached the aggregation (late, because of the order in which partitions were
   consumed) is dropped by both systems, so a mismatch with the truth is possible and is shown as such.
+- What the engine changed to get here, each change measured: [performance.md](performance.md).
 - Both systems: 2 stream threads, exactly-once (rill: Kafka transactions + fenced Postgres writes;
   Kafka Streams: `exactly_once_v2`), commit interval 100 ms, default RocksDB settings of each, Kafka
   Streams' default record cache (10 MB).
@@ -863,7 +877,7 @@ def main():
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--threads", type=int, default=2, help="stream threads of each system")
     ap.add_argument("--window-ms", type=int, default=60000)
-    ap.add_argument("--grace-ms", type=int, default=10000)
+    ap.add_argument("--grace-ms", type=int, default=60000, help="see preload() for why 60 s")
     ap.add_argument("--event-rate", type=int, default=30000,
                     help="preloaded events per second of event time (see preload())")
     ap.add_argument("--systems", default="rill,kstreams")
@@ -961,6 +975,14 @@ def main():
         for s in systems:
             res["latency"][s] = run_latency(s, lat_s, a.latency_rate, a.latency_sellers, lat_w, lat_g,
                                             a.partitions, a.threads)
+    micro = os.path.join(BUILD, "extract-bench")
+    if os.access(micro, os.X_OK):
+        try:
+            res["extract_micro"] = json.loads(subprocess.run([micro], capture_output=True, text=True,
+                                                             timeout=300, check=True).stdout)
+            say(f"extract micro benchmark: {res['extract_micro']}")
+        except (subprocess.SubprocessError, ValueError) as e:
+            say(f"extract micro benchmark failed: {e}")
     res["targets"] = targets(res)
     res["elapsed_s"] = round(time.monotonic() - t_all, 1)
     res["notes_md"] = NOTES_MD

@@ -65,6 +65,60 @@ static void cache_then_apply_then_reopen(void **s) {
         rill_wstore_close(ws);
 }
 
+static void count_dirty(void *opaque, int64_t wstart, const char *key, size_t len,
+                        const rill_agg_t *agg) {
+        (void)wstart, (void)key, (void)len, (void)agg;
+        (*(int *)opaque)++;
+}
+
+/* Committed windows stay cached as clean entries: reads see them, the
+ * changelog view (foreach_dirty) and the next apply do not; an abort still
+ * drops exactly the uncommitted changes, and deleted windows stay deleted. */
+static void clean_entries_across_commits(void **s) {
+        (void)s;
+        int wiped, n;
+        rill_wstore_t *ws = open_store("app|cl|4", &wiped);
+        rill_agg_t a = {1, 1, 0, 0}, out;
+        rill_wstore_put(ws, 0, "a", 1, &a);
+        rill_wstore_put(ws, 0, "b", 1, &a);
+        assert_int_equal(rill_wstore_apply(ws, 1, 0, err, sizeof(err)), 0);
+        n = 0;
+        rill_wstore_foreach_dirty(ws, count_dirty, &n);
+        assert_int_equal(n, 0);
+        assert_int_equal(rill_wstore_dirty_count(ws), 0);
+        /* change one, delete the other, then abort: both as committed */
+        a.sum = 2;
+        rill_wstore_put(ws, 0, "a", 1, &a);
+        rill_wstore_delete(ws, 0, "b", 1);
+        n = 0;
+        rill_wstore_foreach_dirty(ws, count_dirty, &n);
+        assert_int_equal(n, 2);
+        rill_wstore_discard(ws);
+        assert_int_equal(rill_wstore_get(ws, 0, "a", 1, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 1);
+        assert_int_equal(rill_wstore_get(ws, 0, "b", 1, &out, err, sizeof(err)), 1);
+        /* commit a change and a deletion: read back from the cache and after reopening */
+        rill_wstore_put(ws, 0, "a", 1, &a);
+        rill_wstore_delete(ws, 0, "b", 1);
+        assert_int_equal(rill_wstore_apply(ws, 2, 0, err, sizeof(err)), 0);
+        assert_int_equal(rill_wstore_get(ws, 0, "a", 1, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 2);
+        assert_int_equal(rill_wstore_get(ws, 0, "b", 1, &out, err, sizeof(err)), 0);
+        /* a clean entry is not rewritten: only the changed window is dirty */
+        a.sum = 3;
+        rill_wstore_put(ws, 0, "c", 1, &a);
+        assert_int_equal(rill_wstore_dirty_count(ws), 1);
+        assert_int_equal(rill_wstore_apply(ws, 3, 0, err, sizeof(err)), 0);
+        rill_wstore_close(ws);
+        ws = open_store("app|cl|4", &wiped);
+        assert_int_equal(rill_wstore_get(ws, 0, "a", 1, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 2);
+        assert_int_equal(rill_wstore_get(ws, 0, "b", 1, &out, err, sizeof(err)), 0);
+        assert_int_equal(rill_wstore_get(ws, 0, "c", 1, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 3);
+        rill_wstore_close(ws);
+}
+
 static void closed_merges_cache_over_db(void **s) {
         (void)s;
         int wiped;
@@ -217,6 +271,7 @@ int main(void) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(cache_then_apply_then_reopen, setup, teardown),
             cmocka_unit_test_setup_teardown(closed_merges_cache_over_db, setup, teardown),
+            cmocka_unit_test_setup_teardown(clean_entries_across_commits, setup, teardown),
             cmocka_unit_test_setup_teardown(restore_batches_and_stream_time, setup, teardown),
             cmocka_unit_test_setup_teardown(restore_last_change_wins, setup, teardown),
             cmocka_unit_test_setup_teardown(other_identity_is_wiped, setup, teardown),

@@ -823,7 +823,7 @@ def write_docs(res, md_path, json_path):
     if res.get("extract_micro"):
         x = res["extract_micro"]
         out.append("## Micro benchmark: parsing one event\n")
-        out.append(f"`build/extract-bench` ({x['records']:,} producer-shaped records, one thread): the engine's "
+        out.append(f"`build/tests/extract-bench` ({x['records']:,} producer-shaped records, one thread): the engine's "
                    f"path (fast scan, jansson for the rest) {x['fast_ns']} ns per record, jansson alone "
                    f"{x['jansson_ns']} ns: {x['ratio']}x. See [performance.md](performance.md).\n")
     out.append("## Targets (issue 5)\n")
@@ -975,7 +975,7 @@ def main():
         for s in systems:
             res["latency"][s] = run_latency(s, lat_s, a.latency_rate, a.latency_sellers, lat_w, lat_g,
                                             a.partitions, a.threads)
-    micro = os.path.join(BUILD, "extract-bench")
+    micro = os.path.join(BUILD, "tests", "extract-bench")
     if os.access(micro, os.X_OK):
         try:
             res["extract_micro"] = json.loads(subprocess.run([micro], capture_output=True, text=True,

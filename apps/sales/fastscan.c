@@ -45,7 +45,8 @@ static int scan_int(cursor_t *c, int64_t *v) {
         const char *start = c->p;
         int64_t x = 0;
         while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
-                x = x * 10 + (*c->p - '0');
+                if (c->p - start < MAX_DIGITS) /* never overflows; longer ones defer */
+                        x = x * 10 + (*c->p - '0');
                 c->p++;
         }
         size_t digits = (size_t)(c->p - start);

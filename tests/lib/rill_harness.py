@@ -15,7 +15,7 @@ import time
 import uuid
 
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -171,18 +171,30 @@ def records_between(topic, partition, start, end, timeout=30):
         c.close()
 
 
+_TRANSIENT = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+              KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT,
+              KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}
+
+
 def wait_consumed(group, topics, timeout=60):
     """Wait until the group's committed offsets leave no record unconsumed in
     any partition of topics. The end offset of a transactional topic is often
     one or more markers (commit, abort), so 'committed == end' is the wrong
     test: what counts is that no record lies between committed and end."""
     def done():
-        for t in topics:
-            ends = end_offsets(t)
-            com = committed(group, t)
-            for p, e in ends.items():
-                if e > 0 and com.get(p, -1) < e and records_between(t, p, com.get(p, -1), e) > 0:
-                    return None
+        try:
+            for t in topics:
+                ends = end_offsets(t)
+                com = committed(group, t)
+                for p, e in ends.items():
+                    if e > 0 and com.get(p, -1) < e and records_between(t, p, com.get(p, -1), e) > 0:
+                        return None
+        except KafkaException as e:
+            # right after a broker restart the group coordinator answers
+            # NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS for a while: not yet
+            if e.args and e.args[0].code() in _TRANSIENT:
+                return None
+            raise
         return True
     wait_until(done, timeout, f"group {group} to consume {topics}", interval=0.5)
 

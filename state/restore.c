@@ -129,11 +129,10 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                 int stop = 0;
                 for (ssize_t i = 0; i < n; i++) {
                         rd_kafka_message_t *m = msgs[i];
-                        if (stop || !rc || m->partition != partition) {
-                                /* past the end, after an error, or a leftover of an
-                                 * earlier restore's partition: drop it */
+                        if (stop || !rc) {
+                                /* past the end or after an error: drop the rest */
                         } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                                if (m->offset > next)
+                                if (m->partition == partition && m->offset > next)
                                         next = m->offset;
                                 if (next >= high)
                                         rc = 0;
@@ -143,6 +142,8 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                                 if (rd_kafka_fatal_error(r->rk, NULL, 0))
                                         stop = 1;
                                 /* else transient: librdkafka retries the fetch */
+                        } else if (m->partition != partition) {
+                                /* a leftover of an earlier restore's partition */
                         } else if (rill_wstore_restore_add(ws, m->key, m->key_len, m->payload,
                                                            m->len)) {
                                 snprintf(errstr, errstr_size,

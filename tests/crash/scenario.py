@@ -31,6 +31,7 @@ class Scenario:
         self.producer = None
         self.produced = 0
         self.restore_logs = []
+        self.supervisor_restarts = 0
 
     def new_worker(self):
         n = self.names
@@ -110,12 +111,21 @@ class Scenario:
                 w.start()
         for w in keep:
             w.wait_ready()
+
+        def supervise():
+            # A worker exits on a fatal error (e.g. its producer fenced after
+            # a broker stayed away longer than transaction.timeout.ms); its
+            # supervisor (Kubernetes, compose) starts it again. So does this.
+            for w in keep:
+                if w.proc.poll() is not None:
+                    self.supervisor_restarts += 1
+                    w.start()
         topics = [self.names["input"]] + ([] if self.keyed else [f"{self.names['app']}-repartition"])
-        h.wait_consumed(self.names["app"], topics, timeout=timeout)
+        h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=supervise)
         end_s = self.base_s + self.produced * 2 // 1000 + (self.window_ms + self.grace_ms) // 1000 + 5
         recs = [((s.encode() if self.keyed else None), h.event(s, 1, end_s)) for s in self.sellers]
         h.produce(self.names["input"], recs)
-        h.wait_consumed(self.names["app"], topics, timeout=timeout)
+        h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=supervise)
         deadline = time.monotonic() + 60
         while True:
             rep = self.verify()

@@ -176,12 +176,15 @@ _TRANSIENT = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRES
               KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}
 
 
-def wait_consumed(group, topics, timeout=60):
+def wait_consumed(group, topics, timeout=60, tick=None):
     """Wait until the group's committed offsets leave no record unconsumed in
     any partition of topics. The end offset of a transactional topic is often
     one or more markers (commit, abort), so 'committed == end' is the wrong
-    test: what counts is that no record lies between committed and end."""
+    test: what counts is that no record lies between committed and end.
+    tick, when given, runs before every check (e.g. a supervisor's restart)."""
     def done():
+        if tick:
+            tick()
         try:
             for t in topics:
                 ends = end_offsets(t)

@@ -155,6 +155,20 @@ none_alive() {
   return 0
 }
 
+# bounded SECONDS COMMAND...: run COMMAND, killed after SECONDS (and SIGKILLed
+# 10 s later if it ignores that). Always `timeout --foreground`: a plain
+# `timeout` moves COMMAND into a background process group, and in a real
+# terminal anything that then touches the tty (apt/dpkg restoring terminal
+# modes, stty, a JVM) gets SIGTTOU and stops forever. CI has no terminal and
+# never sees it; tests/unit/test_scripts_tty.py runs this under a pty.
+# The price of --foreground: only COMMAND itself is timed out, not children
+# it leaves behind.
+bounded() {
+  local secs=$1
+  shift
+  timeout --foreground -k 10 "$secs" "$@"
+}
+
 # ---- ports ------------------------------------------------------------------
 
 # port_in_use PORT: something listens on TCP PORT (any address).
@@ -162,7 +176,7 @@ port_in_use() {
   if command -v ss >/dev/null 2>&1; then
     [[ -n $(ss -ltnH "sport = :$1" 2>/dev/null) ]]
   else
-    timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+    bounded 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
   fi
 }
 
@@ -188,7 +202,7 @@ require_free_port() {
 
 # tcp_open PORT: a TCP connection to 127.0.0.1:PORT succeeds within 2 s.
 tcp_open() {
-  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+  bounded 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
 # ---- privileges -------------------------------------------------------------

@@ -5,6 +5,17 @@
  * transactional changelog is usually a commit marker, never delivered as a
  * record; librdkafka's partition EOF event carries the fetch position, which
  * does step over markers and aborted batches.
+ *
+ * Why the end is the high watermark read by a second, read_uncommitted
+ * client: on the read_committed restore consumer the "high" offset of
+ * rd_kafka_query_watermark_offsets is the last stable offset. A transaction
+ * the previous owner committed whose markers are not written yet (or one
+ * still open) lies beyond the LSO; stopping there loses its changelog
+ * records while the input resumes after the offsets it committed. So the
+ * restore reads until its read_committed position reaches the high
+ * watermark: an open transaction is waited for (it commits, or it is aborted,
+ * at the latest by the coordinator after transaction.timeout.ms), bounded by
+ * the restore timeout.
  */
 #include "restore.h"
 #include "fault.h"
@@ -19,6 +30,7 @@
 
 struct rill_restorer {
         rd_kafka_t *rk;
+        rd_kafka_t *hwm; /* read_uncommitted: its watermark query is the real end */
         int64_t batch_records;
         atomic_llong *done, *total;
 };
@@ -37,6 +49,21 @@ static int64_t now_ms(void) {
 rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records, char *errstr,
                                    size_t errstr_size) {
         char err[512];
+        rd_kafka_conf_t *hconf = rd_kafka_conf_dup(conf);
+        if (rd_kafka_conf_set(hconf, "isolation.level", "read_uncommitted", err, sizeof(err)) ||
+            rd_kafka_conf_set(hconf, "group.id", "rill-restore-unused", err, sizeof(err))) {
+                snprintf(errstr, errstr_size, "watermark client config: %s", err);
+                rd_kafka_conf_destroy(hconf);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
+        rd_kafka_t *hwm = rd_kafka_new(RD_KAFKA_CONSUMER, hconf, err, sizeof(err));
+        if (!hwm) {
+                snprintf(errstr, errstr_size, "cannot create watermark client: %s", err);
+                rd_kafka_conf_destroy(hconf);
+                rd_kafka_conf_destroy(conf);
+                return NULL;
+        }
         if (rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err)) ||
             rd_kafka_conf_set(conf, "isolation.level", "read_committed", err, sizeof(err)) ||
             rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err)) ||
@@ -49,17 +76,20 @@ rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records,
             rd_kafka_conf_set(conf, "fetch.wait.max.ms", "10", err, sizeof(err))) {
                 snprintf(errstr, errstr_size, "restore consumer config: %s", err);
                 rd_kafka_conf_destroy(conf);
+                rd_kafka_destroy(hwm);
                 return NULL;
         }
         rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
         if (!rk) {
                 snprintf(errstr, errstr_size, "cannot create restore consumer: %s", err);
                 rd_kafka_conf_destroy(conf);
+                rd_kafka_destroy(hwm);
                 return NULL;
         }
         rd_kafka_poll_set_consumer(rk);
         rill_restorer_t *r = calloc(1, sizeof(*r));
         r->rk = rk;
+        r->hwm = hwm;
         r->batch_records = batch_records;
         return r;
 }
@@ -69,7 +99,21 @@ void rill_restorer_destroy(rill_restorer_t *r) {
                 return;
         rd_kafka_consumer_close(r->rk);
         rd_kafka_destroy(r->rk);
+        rd_kafka_destroy(r->hwm);
         free(r);
+}
+
+int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t partition,
+                              int timeout_ms, int64_t *low, int64_t *high, char *errstr,
+                              size_t errstr_size) {
+        rd_kafka_resp_err_t e =
+            rd_kafka_query_watermark_offsets(r->hwm, topic, partition, low, high, timeout_ms);
+        if (e) {
+                snprintf(errstr, errstr_size, "%s [%d]: cannot read the end offset: %s", topic,
+                         partition, rd_kafka_err2str(e));
+                return -1;
+        }
+        return 0;
 }
 
 int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32_t partition,
@@ -78,11 +122,10 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
         int64_t low = 0, high = 0, t0 = now_ms(), last_log = t0;
         errstr[0] = '\0';
         memset(stats, 0, sizeof(*stats));
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(r->rk, topic, partition, &low, &high, 10000);
-        if (e) {
-                snprintf(errstr, errstr_size, "restore %s [%d]: cannot read end offset: %s", topic,
-                         partition, rd_kafka_err2str(e));
+        char qerr[256];
+        if (rill_restorer_end_offsets(r, topic, partition, 10000, &low, &high, qerr,
+                                      sizeof(qerr))) {
+                snprintf(errstr, errstr_size, "restore %s", qerr);
                 return -1;
         }
         int64_t start = rill_wstore_changelog_offset(ws);
@@ -106,7 +149,7 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
 
         rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(parts, topic, partition)->offset = start;
-        e = rd_kafka_assign(r->rk, parts);
+        rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, parts);
         rd_kafka_topic_partition_list_destroy(parts);
         if (e) {
                 snprintf(errstr, errstr_size, "restore %s [%d]: assign failed: %s", topic,
@@ -187,7 +230,9 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
         else if (rc && !*errstr)
                 snprintf(errstr, errstr_size,
                          "restore %s [%d] did not reach end offset %lld within %lld ms "
-                         "(position %lld; an open transaction blocks it until it times out)",
+                         "(position %lld: a transaction of the previous owner is still open; "
+                         "it ends by commit or by the coordinator's abort after "
+                         "transaction.timeout.ms, hint: raise restore.timeout.ms if this repeats)",
                          topic, partition, (long long)high, (long long)timeout_ms,
                          (long long)next);
         rd_kafka_assign(r->rk, NULL);

@@ -4,7 +4,9 @@
  * Each stream thread owns one restorer: a plain consumer (no group, nothing
  * committed) reading read_committed, as Kafka Streams' restore consumer.
  * A restore reads from the store's committed changelog offset to the end
- * offset captured when it starts and is done when the consumer's position
+ * offset captured when it starts -- the high watermark, read by a second,
+ * read_uncommitted client, so transactions still open or without markers yet
+ * are waited for, not skipped -- and is done when the consumer's position
  * (the EOF offset, which steps over transaction markers) reaches it.
  */
 #ifndef RILL_RESTORE_H
@@ -28,6 +30,14 @@ typedef struct rill_restore_stats {
 rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records, char *errstr,
                                    size_t errstr_size);
 void rill_restorer_destroy(rill_restorer_t *r);
+
+/** The low and high watermark of topic/partition as a read_uncommitted
+ *  reader sees them (high = the real end of the log, past any open
+ *  transaction), from the broker (one round trip, bounded by timeout_ms).
+ *  @returns 0 or -1 (errstr). @locality the owning stream thread. */
+int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t partition,
+                              int timeout_ms, int64_t *low, int64_t *high, char *errstr,
+                              size_t errstr_size);
 
 /** Where restore reports progress (records done, records at most): atomics
  *  read by the metrics endpoint; NULL to stop reporting. */

@@ -39,7 +39,14 @@ int main(int argc, char **argv) {
         if (!dsn || !*dsn) {
                 fprintf(stderr, "sales-aggregator: pg.dsn is required (hint: --pg-dsn "
                                 "'host=... dbname=... user=...' or RILL_PG_DSN; password in "
-                                "PGPASSWORD or PGPASSFILE)\n");
+                                "PGPASSWORD or PGPASSFILE; --pg-dsn none writes to Kafka only)\n");
+                rill_conf_destroy(conf);
+                return 2;
+        }
+        /* "none": results go to the output topic only, no Postgres sink */
+        if (!strcmp(dsn, "none") &&
+            rill_conf_set(conf, "pg.dsn", "", errstr, sizeof(errstr))) {
+                fprintf(stderr, "sales-aggregator: %s\n", errstr);
                 rill_conf_destroy(conf);
                 return 2;
         }

@@ -11,13 +11,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *points[] = {"before_pg_commit", "after_pg_commit", "after_kafka_commit",
                                "mid_restore",      "in_rebalance",    "results_in_flight",
-                               NULL};
+                               "closing_windows",  NULL};
 static char armed[64];
 static atomic_long remaining;
+static long pause_ms; /* RILL_FAULT_PAUSE_MS: freeze the calling thread instead of dying */
 
 int rill_fault_init(char *errstr, size_t errstr_size) {
         const char *spec = getenv("RILL_FAULT");
@@ -35,14 +37,22 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
                 snprintf(errstr, errstr_size,
                          "invalid RILL_FAULT \"%s\": expected <point>[:<n>] with point one of "
                          "before_pg_commit, after_pg_commit, after_kafka_commit, mid_restore, "
-                         "in_rebalance, results_in_flight",
+                         "in_rebalance, results_in_flight, closing_windows",
                          spec);
                 return -1;
         }
         memcpy(armed, spec, len);
         armed[len] = '\0';
         atomic_store(&remaining, n);
-        rill_log(RILL_LOG_WARN, "fault_armed", "point=%s hit=%ld", armed, n);
+        const char *pause = getenv("RILL_FAULT_PAUSE_MS");
+        pause_ms = pause && *pause ? atol(pause) : 0;
+        if (pause_ms < 0 || pause_ms > 600000) {
+                snprintf(errstr, errstr_size,
+                         "invalid RILL_FAULT_PAUSE_MS \"%s\": expected 0..600000 ms", pause);
+                return -1;
+        }
+        rill_log(RILL_LOG_WARN, "fault_armed", "point=%s hit=%ld pause_ms=%ld", armed, n,
+                 pause_ms);
         return 0;
 }
 
@@ -50,7 +60,14 @@ void rill_fault(const char *point) {
         if (!armed[0] || strcmp(point, armed))
                 return;
         if (atomic_fetch_sub(&remaining, 1) == 1) {
-                rill_log(RILL_LOG_WARN, "fault_fired", "point=%s", point);
+                rill_log(RILL_LOG_WARN, "fault_fired", "point=%s pause_ms=%ld", point, pause_ms);
+                if (pause_ms) {
+                        /* only this thread stops: librdkafka's threads (and their
+                         * heartbeats) go on, as in a long stall of the thread */
+                        struct timespec ts = {pause_ms / 1000, (pause_ms % 1000) * 1000000};
+                        nanosleep(&ts, NULL);
+                        return;
+                }
                 kill(getpid(), SIGKILL);
                 _exit(137); /* not reached */
         }

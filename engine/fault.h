@@ -4,8 +4,10 @@
  * RILL_FAULT=<point>[:<n>] makes the process die on the spot (SIGKILL to
  * itself: no cleanup, no flush, no atexit) the n-th time (default 1st) that
  * point is reached. Without the variable every point is a cheap no-op.
+ * With RILL_FAULT_PAUSE_MS=<ms> the point freezes the calling thread for that
+ * long instead (a stalled stream thread whose librdkafka threads go on).
  * Points: before_pg_commit, after_pg_commit, after_kafka_commit,
- * mid_restore, in_rebalance, results_in_flight.
+ * mid_restore, in_rebalance, results_in_flight, closing_windows.
  */
 #ifndef RILL_FAULT_H
 #define RILL_FAULT_H

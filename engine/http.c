@@ -155,6 +155,9 @@ static int metrics(rill_app_t *app, tbuf_t *b) {
         counter(b, app, "rill_window_results_total", "Closed-window results committed", OFF(results));
         counter(b, app, "rill_commits_total", "Commit cycles committed", OFF(commits));
         counter(b, app, "rill_transaction_aborts_total", "Kafka transactions aborted", OFF(aborts));
+        counter(b, app, "rill_postgres_fenced_total",
+                "Postgres commits refused by the epoch check (partition owned elsewhere)",
+                OFF(pg_fenced));
         histogram(b, app, "rill_commit_latency_ms", "Commit cycle duration", OFF(commit_ms));
         histogram(b, app, "rill_postgres_write_latency_ms", "Postgres transaction duration", OFF(pg_ms));
         gauge_per_task(b, app, "rill_consumer_lag", "Records behind the high watermark", OFF(lag), 1);

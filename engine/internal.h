@@ -82,8 +82,15 @@ int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size);
 /** Transaction aborted: drop uncommitted state, return the offset to rewind
  *  the consumer to (-1: nothing consumed since the last commit). */
 int64_t rill_task_abort(rill_task_t *t);
-/** Advance stream time to wall-clock time after idle.timeout.ms. */
-void rill_task_idle_check(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms);
+/** True when the task had no record for idle.timeout.ms (aggregation tasks,
+ *  idle advance on): the caller then finds out whether its partition is
+ *  caught up and calls rill_task_idle_advance. */
+int rill_task_idle_due(rill_worker_t *w, const rill_task_t *t, int64_t now_mono_ms);
+/** Advance stream time to wall-clock time if caught_up (the partition's
+ *  position is at its end: no record is waiting, queued or in the log);
+ *  either way the idle clock restarts. */
+void rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
+                            int caught_up);
 
 /* ---- worker.c: the services a task uses from its thread ------------------------- */
 

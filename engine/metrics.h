@@ -21,7 +21,7 @@ typedef struct rill_hist {
 } rill_hist_t;
 
 typedef struct rill_metrics {
-        atomic_llong processed, dead_lettered, late, results, commits, aborts;
+        atomic_llong processed, dead_lettered, late, results, commits, aborts, pg_fenced;
         rill_hist_t commit_ms, pg_ms;
         int partitions;
         atomic_llong *lag, *store_bytes, *restore_done, *restore_total; /* [2 * partitions] */

@@ -18,6 +18,7 @@
  */
 #include "internal.h"
 #include "codec.h"
+#include "fault.h"
 #include "log.h"
 #include "window.h"
 
@@ -202,13 +203,19 @@ int rill_task_process(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t
         return rc;
 }
 
-void rill_task_idle_check(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms) {
+int rill_task_idle_due(rill_worker_t *w, const rill_task_t *t, int64_t now_mono_ms) {
         rill_app_t *app = rill_worker_app(w);
-        if (t->kind != RILL_TASK_AGG || !app->idle_ms ||
-            now_mono_ms - t->last_activity_ms < app->idle_ms)
+        return t->kind == RILL_TASK_AGG && app->idle_ms &&
+               now_mono_ms - t->last_activity_ms >= app->idle_ms;
+}
+
+void rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
+                            int caught_up) {
+        (void)w;
+        t->last_activity_ms = now_mono_ms; /* asked again after idle.timeout.ms */
+        if (!caught_up)
                 return;
         int64_t wall = rill_now_wall_ms();
-        t->last_activity_ms = now_mono_ms;
         if (wall > t->stream_time) {
                 rill_log(RILL_LOG_DEBUG, "idle_advance", "partition=%d stream_time=%lld",
                          t->partition, (long long)wall);
@@ -255,6 +262,8 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
                         if (rill_wstore_closed(t->store, bound, &t->closing, errstr, errstr_size))
                                 return -1;
                         t->closed_bound = bound;
+                        if (t->closing.cnt)
+                                rill_fault("closing_windows");
                         char buf[RESULT_BUF];
                         for (size_t i = 0; i < t->closing.cnt; i++) {
                                 rill_wentry_t *e = &t->closing.v[i];

@@ -7,12 +7,22 @@
  *      changelog records for every changed window and the stream time, all
  *      in the open Kafka transaction (dead letters and repartitioned records
  *      went into it as they were processed); wait for their delivery;
- *   2. write the closed windows to Postgres in one SQL transaction with the
+ *   2. send the consumer offsets of EVERY owned task with the transaction,
+ *      changed or not (exactly-once v2: the consumer group metadata fences a
+ *      zombie by group generation, and only in this call, so a transaction
+ *      without offsets -- windows closed by an idle advance -- would not be
+ *      fenced); a success also tells that the broker still counts us as the
+ *      owners, which is when a deferred Postgres epoch may be taken;
+ *   3. write the closed windows to Postgres in one SQL transaction with the
  *      progress row of every aggregation task, fenced by the task's epoch;
- *   3. send the consumer offsets with the transaction (exactly-once v2: the
- *      consumer group metadata fences a zombie by group generation) and
- *      commit it;
- *   4. apply each task's changes to RocksDB with the new changelog offset.
+ *      a refusal means another worker took the partition: the epochs are
+ *      dropped and taken again only after the broker confirms ownership;
+ *   4. commit the Kafka transaction (retried while librdkafka says the
+ *      pending call is retriable);
+ *   5. apply each task's changes to RocksDB with the new changelog offset.
+ * Every wait inside a transaction is bounded by the transaction's deadline
+ * (transaction.timeout.ms after it began, less a margin), so the coordinator
+ * never aborts a transaction that the thread still works on.
  * Any failure aborts the Kafka transaction, rewinds the consumer to the last
  * committed offsets, drops the uncommitted state, and retries after a bounded
  * backoff. A crash at any point is covered the same way by the next owner:
@@ -38,8 +48,8 @@
 #include <unistd.h>
 
 #define BATCH_MAX 1000
-#define FLUSH_TIMEOUT_MS 30000
-#define TXN_TIMEOUT_MS 30000
+#define TXN_CALL_MIN_MS 1000  /* the shortest bound given to a transaction call */
+#define TXN_RETRY_CALLS 10    /* retriable commit/abort calls before giving up */
 #define BACKOFF_MAX_MS 5000
 
 struct rill_worker {
@@ -52,6 +62,8 @@ struct rill_worker {
         rill_pgsink_t *pg;
         rill_task_t **src, **agg; /* by partition; NULL when not owned */
         int txn_open;
+        int64_t txn_deadline_ms; /* mono ms by which the open transaction must end */
+        int64_t txn_timeout_ms;  /* transaction.timeout.ms */
         int dr_failed;
         char dr_err[256];
         int64_t last_commit_ms;
@@ -124,6 +136,18 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
                 w->agg[part]->changelog_next = m->offset + 1;
 }
 
+/* Milliseconds left before the open transaction's deadline. */
+static int64_t txn_left_ms(rill_worker_t *w) {
+        return w->txn_open ? w->txn_deadline_ms - rill_now_mono_ms() : w->txn_timeout_ms;
+}
+
+/* The bound for one wait inside the transaction: what is left of it, but
+ * at least TXN_CALL_MIN_MS (a call needs a round trip to mean anything). */
+static int txn_wait_ms(rill_worker_t *w) {
+        int64_t left = txn_left_ms(w);
+        return (int)(left < TXN_CALL_MIN_MS ? TXN_CALL_MIN_MS : left);
+}
+
 static int txn_error(rill_worker_t *w, rd_kafka_error_t *e, const char *what, char *errstr,
                      size_t errstr_size) {
         snprintf(errstr, errstr_size, "%s: %s", what, rd_kafka_error_string(e));
@@ -145,6 +169,7 @@ int rill_worker_produce(rill_worker_t *w, rill_out_t out, int32_t partition,
                         return txn_error(w, e, "cannot begin transaction", errstr, errstr_size);
                 }
                 w->txn_open = 1;
+                w->txn_deadline_ms = rill_now_mono_ms() + w->txn_timeout_ms - w->txn_timeout_ms / 5;
         }
         rd_kafka_vu_t vu[7];
         size_t nvu = 0;
@@ -163,11 +188,13 @@ int rill_worker_produce(rill_worker_t *w, rill_out_t out, int32_t partition,
                         rd_kafka_error_destroy(perr);
                 if (!err)
                         return 0;
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries > 600) {
+                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || txn_left_ms(w) <= 0) {
                         if (hdrs)
                                 rd_kafka_headers_destroy(hdrs);
-                        snprintf(errstr, errstr_size, "cannot produce to %s: %s",
-                                 rd_kafka_topic_name(w->out[out]), rd_kafka_err2str(err));
+                        snprintf(errstr, errstr_size, "cannot produce to %s: %s%s",
+                                 rd_kafka_topic_name(w->out[out]), rd_kafka_err2str(err),
+                                 err == RD_KAFKA_RESP_ERR__QUEUE_FULL
+                                     ? " until the transaction's deadline" : "");
                         return -1;
                 }
                 rd_kafka_poll(w->producer, 100); /* queue full: let deliveries drain */
@@ -229,13 +256,26 @@ static int commit_needed(rill_worker_t *w) {
 static int abort_all(rill_worker_t *w, const char *why) {
         int rc = 0;
         if (w->txn_open) {
-                rd_kafka_error_t *e = rd_kafka_abort_transaction(w->producer, TXN_TIMEOUT_MS);
-                if (e) {
-                        rill_log(RILL_LOG_ERROR, "txn_abort_failed", "thread=%s error=\"%s\"",
-                                 w->name, rd_kafka_error_string(e));
-                        if (rd_kafka_error_is_fatal(e))
-                                rc = -1;
+                /* An abort that times out is retriable: librdkafka expects the
+                 * same call again. Anything else that fails leaves the producer
+                 * in a state no later transaction can start from (a pending
+                 * commit gives _CONFLICT, and so would every begin after it):
+                 * that is the fatal path. */
+                for (int call = 1;; call++) {
+                        rd_kafka_error_t *e =
+                            rd_kafka_abort_transaction(w->producer, (int)w->txn_timeout_ms);
+                        if (!e)
+                                break;
+                        int retriable = rd_kafka_error_is_retriable(e);
+                        rill_log(RILL_LOG_ERROR, "txn_abort_failed",
+                                 "thread=%s call=%d retriable=%d error=\"%s\"", w->name, call,
+                                 retriable, rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
+                        if (!retriable || call >= TXN_RETRY_CALLS || atomic_load(&w->app->stop)) {
+                                w->fatal = 1;
+                                rc = -1;
+                                break;
+                        }
                 }
                 rd_kafka_poll(w->producer, 0); /* serve the purged deliveries now */
                 w->txn_open = 0;
@@ -301,6 +341,102 @@ static void update_gauges(rill_worker_t *w) {
         }
 }
 
+/* The input position of a task: the next offset it will process. Known
+ * from its records once it processed one; before that it is the group's
+ * committed offset (asked once, then kept), or, for a partition the group
+ * never committed, its log start (auto.offset.reset=earliest).
+ * @returns the position, or -1 when the broker did not answer. */
+static int64_t task_position(rill_worker_t *w, rill_task_t *t) {
+        if (t->next_offset >= 0)
+                return t->next_offset;
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, t->topic, t->partition);
+        int64_t pos = -1;
+        rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, l, 5000);
+        if (!err && !l->elems[0].err && l->elems[0].offset >= 0) {
+                pos = l->elems[0].offset;
+        } else if (!err && !l->elems[0].err) {
+                int64_t lo, hi;
+                char errstr[256];
+                if (!rill_restorer_end_offsets(w->restorer, t->topic, t->partition, 5000, &lo, &hi,
+                                               errstr, sizeof(errstr)))
+                        pos = lo;
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        if (pos >= 0)
+                t->next_offset = t->committed_offset = pos;
+        return pos;
+}
+
+/* Idle advance rule: only a partition that is caught up -- its position at
+ * the end of the log, read now from the broker (read_uncommitted, so an
+ * open transaction's records count as waiting) -- may be called idle. Not
+ * having processed a record for a while says nothing by itself: the thread
+ * may have been busy elsewhere (a commit backoff, a long Postgres statement,
+ * another task's restore) with this partition's backlog queued. */
+static int task_caught_up(rill_worker_t *w, rill_task_t *t) {
+        int64_t pos = task_position(w, t), lo, hi;
+        char errstr[256];
+        if (pos < 0 || rill_restorer_end_offsets(w->restorer, t->topic, t->partition, 2000, &lo,
+                                                 &hi, errstr, sizeof(errstr)))
+                return 0;
+        return pos >= hi;
+}
+
+/* Send the consumer offsets of every owned task into the open transaction:
+ * the next offset of what it processed, or, for a task that processed
+ * nothing since its assignment, its position (the committed offset it
+ * started from, see task_position). @returns 0 or -1 (errstr). */
+static int send_offsets(rill_worker_t *w, char *errstr, size_t errstr_size) {
+        rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
+        FOREACH_TASK(w, t) {
+                int64_t pos = task_position(w, t);
+                if (pos >= 0)
+                        rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)->offset = pos;
+        }
+        int rc = 0;
+        if (!offs->cnt) {
+                snprintf(errstr, errstr_size,
+                         "a transaction with no input offsets to send (no owned task has a "
+                         "known position): it could not be fenced, so it is aborted");
+                rc = -1;
+        } else {
+                rd_kafka_consumer_group_metadata_t *cgmd =
+                    rd_kafka_consumer_group_metadata(w->consumer);
+                rd_kafka_error_t *e =
+                    rd_kafka_send_offsets_to_transaction(w->producer, offs, cgmd, txn_wait_ms(w));
+                rd_kafka_consumer_group_metadata_destroy(cgmd);
+                if (e)
+                        rc = txn_error(w, e, "cannot send offsets to transaction", errstr,
+                                       errstr_size);
+        }
+        rd_kafka_topic_partition_list_destroy(offs);
+        return rc;
+}
+
+/* Commit the open transaction. A commit that times out is retriable, and
+ * librdkafka then expects the same call again (an abort now would conflict
+ * with the pending commit); retried while it stays retriable, a bounded
+ * number of times. @returns 0, or -1 (errstr; w->fatal when the producer is
+ * unusable, txn_requires_abort cases are left to the abort path). */
+static int commit_txn(rill_worker_t *w, char *errstr, size_t errstr_size) {
+        for (int call = 1;; call++) {
+                rd_kafka_error_t *e = rd_kafka_commit_transaction(w->producer, txn_wait_ms(w));
+                if (!e)
+                        return 0;
+                if (!rd_kafka_error_is_retriable(e) || atomic_load(&w->app->stop))
+                        return txn_error(w, e, "cannot commit transaction", errstr, errstr_size);
+                rill_log(RILL_LOG_WARN, "txn_commit_retry", "thread=%s call=%d error=\"%s\"",
+                         w->name, call, rd_kafka_error_string(e));
+                if (call >= TXN_RETRY_CALLS) {
+                        w->fatal = 1; /* a commit still pending: no abort can follow it */
+                        return txn_error(w, e, "commit did not complete after retries", errstr,
+                                         errstr_size);
+                }
+                rd_kafka_error_destroy(e);
+        }
+}
+
 static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         int64_t t0 = rill_now_mono_ms();
         size_t nresults = 0;
@@ -312,60 +448,68 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         }
         rill_fault("results_in_flight");
         int64_t t_flush = rill_now_mono_ms();
-        rd_kafka_resp_err_t ferr = rd_kafka_flush(w->producer, FLUSH_TIMEOUT_MS);
+        rd_kafka_resp_err_t ferr = rd_kafka_flush(w->producer, txn_wait_ms(w));
         if (ferr) {
-                snprintf(errstr, errstr_size, "producer flush: %s", rd_kafka_err2str(ferr));
+                snprintf(errstr, errstr_size, "producer flush: %s (within the transaction's "
+                         "deadline, %lld ms after it began)", rd_kafka_err2str(ferr),
+                         (long long)(w->txn_timeout_ms - w->txn_timeout_ms / 5));
                 return -1;
         }
         if (w->dr_failed) {
                 snprintf(errstr, errstr_size, "%s", w->dr_err);
                 return -1;
         }
-        /* 2. Postgres: results and fenced progress in one SQL transaction */
+        /* 2. the offsets of every owned task with the transaction */
         int64_t t_pg = rill_now_mono_ms();
+        int member = 0; /* the broker confirmed our group membership just now */
+        if (w->txn_open) {
+                if (send_offsets(w, errstr, errstr_size))
+                        return -1;
+                member = 1;
+        }
+        /* 3. Postgres: results and fenced progress in one SQL transaction */
         if (w->pg) {
-                if (acquire_epochs(w, errstr, errstr_size))
+                if (member && acquire_epochs(w, errstr, errstr_size))
                         return -1;
                 FOREACH_TASK(w, t) {
-                        if (t->kind == RILL_TASK_AGG)
+                        if (t->kind == RILL_TASK_AGG && t->epoch > 0)
                                 rill_pgsink_add_progress(w->pg, t->topic, t->partition,
                                                          t->next_offset, t->epoch);
                 }
+                if (rill_pgsink_pending_results(w->pg) && !member) {
+                        snprintf(errstr, errstr_size, "results without a Kafka transaction");
+                        return -1;
+                }
                 int64_t pg0 = rill_now_mono_ms();
                 int rc = rill_pgsink_commit(w->pg, errstr, errstr_size);
+                if (rc > 0) {
+                        /* Fenced: a task's epoch is no longer the newest, so
+                         * another worker took its partition at some point. Do not
+                         * retry with the same epochs (that never passes); take
+                         * new ones in the next cycle, after the broker confirms
+                         * that we own the partitions (a zombie fails there). */
+                        FOREACH_TASK(w, t) {
+                                if (t->kind == RILL_TASK_AGG)
+                                        t->epoch = 0;
+                        }
+                        atomic_fetch_add(&w->m->pg_fenced, 1);
+                        rill_log(RILL_LOG_WARN, "epoch_lost",
+                                 "thread=%s action=take_new_epochs_once_ownership_is_confirmed",
+                                 w->name);
+                }
                 if (rc)
                         return -1;
                 rill_hist_observe(&w->m->pg_ms, rill_now_mono_ms() - pg0);
         }
-        /* 3. offsets with the transaction, then commit */
+        /* 4. commit the Kafka transaction */
         int64_t t_txn = rill_now_mono_ms();
         if (w->txn_open) {
-                rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
-                FOREACH_TASK(w, t) {
-                        if (t->records_since_commit && t->next_offset >= 0)
-                                rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)
-                                    ->offset = t->next_offset;
-                }
-                if (offs->cnt) {
-                        rd_kafka_consumer_group_metadata_t *cgmd =
-                            rd_kafka_consumer_group_metadata(w->consumer);
-                        rd_kafka_error_t *e = rd_kafka_send_offsets_to_transaction(
-                            w->producer, offs, cgmd, TXN_TIMEOUT_MS);
-                        rd_kafka_consumer_group_metadata_destroy(cgmd);
-                        if (e) {
-                                rd_kafka_topic_partition_list_destroy(offs);
-                                return txn_error(w, e, "cannot send offsets to transaction",
-                                                 errstr, errstr_size);
-                        }
-                }
-                rd_kafka_topic_partition_list_destroy(offs);
-                rd_kafka_error_t *e = rd_kafka_commit_transaction(w->producer, TXN_TIMEOUT_MS);
-                if (e)
-                        return txn_error(w, e, "cannot commit transaction", errstr, errstr_size);
+                if (commit_txn(w, errstr, errstr_size))
+                        return -1;
                 w->txn_open = 0;
                 rill_fault("after_kafka_commit");
         }
-        /* 4. RocksDB catches up. The transaction is committed: a failure here
+        /* 5. RocksDB catches up. The transaction is committed: a failure here
          * must not rewind anything (that would count committed input twice).
          * The thread stops; on restart the store restores the committed
          * changelog tail it is missing. */
@@ -512,6 +656,13 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rill_log(RILL_LOG_INFO, "partitions_assigned", "thread=%s count=%d", w->name,
                          parts->cnt);
+                /* Opening a store restores it, which may take longer than a
+                 * transaction may stay open: commit what the current tasks
+                 * did first, so no transaction is open during the restore. */
+                if (w->txn_open && commit_all(w, "assignment"))
+                        rill_log(RILL_LOG_WARN, "assignment_commit_failed",
+                                 "thread=%s the uncommitted work was aborted and is replayed",
+                                 w->name);
                 assign_tasks(w, parts);
                 e = rd_kafka_incremental_assign(rk, parts);
                 atomic_store(&w->m->joined, 1);
@@ -596,8 +747,8 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         char txn_id[400], client_id[400], instance[400], ttl[32], err[512];
         snprintf(txn_id, sizeof(txn_id), "%s-%s", app->app_id, w->name);
         snprintf(client_id, sizeof(client_id), "%s-%s", app->app_id, w->name);
-        snprintf(ttl, sizeof(ttl), "%lld",
-                 (long long)rill_conf_get_int(app->conf, "transaction.timeout.ms"));
+        w->txn_timeout_ms = rill_conf_get_int(app->conf, "transaction.timeout.ms");
+        snprintf(ttl, sizeof(ttl), "%lld", (long long)w->txn_timeout_ms);
 
         /* consumer: one per thread, in the application's group */
         rd_kafka_conf_t *cc = base_conf(app);
@@ -732,7 +883,7 @@ void rill_worker_destroy(rill_worker_t *w) {
 
 static int init_transactions(rill_worker_t *w) {
         for (int attempt = 0; !atomic_load(&w->app->stop); attempt++) {
-                rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, TXN_TIMEOUT_MS);
+                rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, (int)w->txn_timeout_ms);
                 if (!e)
                         return 0;
                 rill_log(RILL_LOG_WARN, "init_transactions_failed",
@@ -820,7 +971,10 @@ static void run_loop(rill_worker_t *w) {
                         continue;
                 }
                 now = rill_now_mono_ms();
-                FOREACH_TASK(w, t) { rill_task_idle_check(w, t, now); }
+                FOREACH_TASK(w, t) {
+                        if (rill_task_idle_due(w, t, now))
+                                rill_task_idle_advance(w, t, now, task_caught_up(w, t));
+                }
                 if (now - w->last_commit_ms >= w->app->commit_ms) {
                         commit_all(w, "interval");
                         w->commit_total_ms += rill_now_mono_ms() - now;

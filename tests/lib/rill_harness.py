@@ -279,13 +279,14 @@ class Aggregator:
     """One sales-aggregator process with its own state directory and log."""
 
     def __init__(self, app_id, *flags, state_dir=None, env_extra=None, input_topic="sales-usd",
-                 output_topic="aggregated-sales", table="aggregated_sales"):
+                 output_topic="aggregated-sales", table="aggregated_sales", pg_dsn=PG_DSN):
+        """pg_dsn=None runs without the Postgres sink."""
         self.app_id = app_id
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="rill-state-")
+        pg_flags = ["--pg-dsn", pg_dsn, "--pg-table", table] if pg_dsn else ["--pg-dsn", "none"]
         self.flags = ["--application-id", app_id, "--bootstrap-servers", BOOTSTRAP,
-                      "--pg-dsn", PG_DSN, "--state-dir", self.state_dir,
+                      *pg_flags, "--state-dir", self.state_dir,
                       "--input-topic", input_topic, "--output-topic", output_topic,
-                      "--pg-table", table,
                       "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
                       *flags]
         self.env_extra = env_extra or {}
@@ -368,3 +369,111 @@ def aligned_base(window_ms, minutes_ago=20):
     now_ms = int(time.time() * 1000)
     b = now_ms - minutes_ago * 60000
     return b - b % window_ms
+
+
+# ---- a network cut, on loopback ------------------------------------------------------
+
+class TcpProxy:
+    """A TCP proxy on 127.0.0.1 in front of one server. cut() closes every
+    connection and refuses new ones (a server gone away); freeze() keeps the
+    connections open but forwards nothing (a network cut: the peer sees
+    silence, not an error); heal() forwards again. Threads, all bounded by
+    the sockets' lifetime; close() ends them."""
+
+    def __init__(self, target_host, target_port):
+        import socket
+        import threading
+        self.target = (target_host, target_port)
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.state = "open"
+        self.conns = []
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+        import threading
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            if self.state != "open":
+                c.close()
+                continue
+            try:
+                u = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                c.close()
+                continue
+            with self.lock:
+                self.conns += [c, u]
+            for a, b in ((c, u), (u, c)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src, dst):
+        import time as _t
+        try:
+            while not self.closed:
+                data = src.recv(65536)
+                if not data:
+                    break
+                while self.state == "frozen" and not self.closed:
+                    _t.sleep(0.05)
+                if self.state == "cut":
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def _drop_all(self):
+        import socket
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def cut(self):
+        self.state = "cut"
+        self._drop_all()
+
+    def freeze(self):
+        self.state = "frozen"
+
+    def heal(self):
+        self.state = "open"
+
+    def close(self):
+        self.closed = True
+        self.cut()
+        self.lsock.close()
+
+    def dsn(self, dsn):
+        """dsn with host and port replaced by this proxy's."""
+        import re
+        d = re.sub(r"\bhost=\S+", "host=127.0.0.1", dsn)
+        return re.sub(r"\bport=\S+", f"port={self.port}", d)
+
+    def pg_env(self):
+        """PGPASSWORD for a client going through this proxy (the passfile's
+        line names the real port, so it would not match)."""
+        with open(env("PGPASSFILE")) as f:
+            for line in f:
+                parts = line.strip().split(":")
+                if len(parts) == 5:
+                    return {"PGPASSWORD": parts[4]}
+        return {}

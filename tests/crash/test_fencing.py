@@ -1,0 +1,114 @@
+"""Zombies are fenced, whatever they write and whenever they wake up.
+
+A zombie is a worker frozen (SIGSTOP) past its session timeout: its
+partitions move to another worker, and when it wakes up it still believes it
+owns them. These tests make it wake up exactly where the review found holes:
+
+* with nothing to consume, only windows to close by an idle advance: its
+  transaction carried no input offsets, and exactly-once v2 fences a zombie
+  only when offsets are sent (review finding 3);
+* with its Postgres epoch deferred (Postgres was away when it was assigned):
+  it took a newer epoch than the real owner when it woke up, and the real
+  owner was then refused by Postgres forever (review finding 4).
+"""
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import rill_harness as h  # noqa: E402
+
+
+def count_windows(rows):
+    out = {}
+    for r in rows:
+        k = (r["seller_id"], r["window_start_ms"])
+        out[k] = out.get(k, 0) + 1
+    return out
+
+
+def test_zombie_closing_windows_by_idle_advance_is_fenced_without_postgres():
+    # Without Postgres, Kafka's fencing is all there is. Window W holds the
+    # only records and closes by idle advance (wall clock) a few seconds from
+    # now. The first worker's thread stalls right when it closes W (a fault
+    # point freezes the thread, librdkafka's threads go on) for longer than
+    # max.poll.interval.ms: it leaves the group, the second worker takes the
+    # partition, restores W and closes it. Then the stalled thread goes on
+    # with its commit: a transaction with results and no input offsets.
+    names = h.app_topics(partitions=1)
+    window = 10000
+    now = int(time.time() * 1000)
+    ws = now - now % window
+    grace = ws + window + 6000 - now        # W closes at wall time now + 6 s
+    flags = ("--input-keyed", "--window-size-ms", str(window), "--grace-ms", str(grace),
+             "--idle-timeout-ms", "1000", "-X", "max.poll.interval.ms=7000")
+    zombie = h.Aggregator(names["app"], *flags, input_topic=names["input"],
+                          output_topic=names["output"], pg_dsn=None,
+                          env_extra={"RILL_FAULT": "closing_windows",
+                                     "RILL_FAULT_PAUSE_MS": "15000"}).start().wait_ready()
+    h.produce(names["input"], [(b"s1", h.event("s1", 5, now // 1000)) for _ in range(3)])
+    h.wait_consumed(names["app"], [names["input"]], timeout=30)
+    owner = h.Aggregator(names["app"], *flags, input_topic=names["input"],
+                         output_topic=names["output"], pg_dsn=None).start().wait_ready()
+    try:
+        h.wait_until(lambda: "fault_fired" in zombie.log(), 30, "the first worker to close W")
+        h.wait_until(lambda: count_windows(h.results(names["output"])).get(("s1", ws)), 60,
+                     "the second worker to close W")
+        time.sleep(12)  # the stalled thread resumes and commits (or is fenced)
+        got = count_windows(h.results(names["output"]))
+        assert got == {("s1", ws): 1}, f"W emitted {got} times; stalled worker's log:\n{zombie.log()[-3000:]}"
+        assert h.results(names["output"])[0]["total_amount_usd"] == 15
+        assert "cannot send offsets" in zombie.log() or "lost=1" in zombie.log(), zombie.log()[-3000:]
+    finally:
+        zombie.kill()
+        owner.stop()
+
+
+def test_zombie_with_a_deferred_epoch_does_not_fence_the_real_owner():
+    names = h.app_topics(partitions=2)
+    window = 60000
+    base = h.aligned_base(window, minutes_ago=30)
+    flags = ("--input-keyed", "--window-size-ms", str(window), "--grace-ms", "0")
+    proxy = h.TcpProxy("127.0.0.1", int(h.PG_DSN.split("port=")[1].split()[0]))
+    owner = h.Aggregator(names["app"], *flags, input_topic=names["input"],
+                         output_topic=names["output"], table=names["table"]).start().wait_ready()
+    zombie = h.Aggregator(names["app"], *flags, input_topic=names["input"],
+                          output_topic=names["output"], table=names["table"],
+                          pg_dsn=proxy.dsn(h.PG_DSN), env_extra=proxy.pg_env())
+    try:
+        zombie.start()
+        # Postgres goes away for the zombie between its start and its
+        # assignment (a cooperative rebalance takes two rounds: seconds)
+        h.wait_until(lambda: "thread_started" in zombie.log(), 60, "the zombie's thread")
+        proxy.cut()
+        h.wait_until(lambda: "epoch_deferred" in zombie.log() or zombie.proc.poll() is not None,
+                     60, "the zombie's assignment with Postgres away")
+        assert zombie.proc.poll() is None, zombie.log()[-3000:]
+        zombie.signal(signal.SIGSTOP)
+        proxy.heal()
+        # records for both partitions while the zombie is frozen; the owner
+        # takes the zombie's partition back after the session timeout
+        events = [("s%d" % p, 10 + i, base // 1000 + i) for p in range(2) for i in range(5)]
+        h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in events[:5]], partition=0)
+        h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in events[5:]], partition=1)
+        h.wait_until(lambda: owner.log().count("partitions_assigned") >= 3, 60,
+                     "the owner to take the zombie's partition")
+        zombie.signal(signal.SIGCONT)            # wakes up, still believing it owns p
+        time.sleep(6)
+        zombie.kill()
+        # The real owner keeps committing to Postgres: a window closes in
+        # each partition (the next window's records move stream time past it)
+        later = [("s%d" % p, 1, (base + window) // 1000 + 1) for p in range(2)]
+        h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in later[:1]], partition=0)
+        h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in later[1:]], partition=1)
+        want = {k: (v[0], v[1]) for k, v in h.truth([(s, a, t * 1000) for s, a, t in events], window).items()}
+        h.wait_until(lambda: {k: (v[0], v[1]) for k, v in h.pg_results(names["table"]).items()} == want,
+                     45, f"the owner's results in Postgres ({want}); owner log tail:\n"
+                         + "\n".join(owner.log().splitlines()[-15:]))
+        assert owner.log().count("fenced in Postgres") <= 1, owner.log()[-3000:]
+    finally:
+        zombie.signal(signal.SIGCONT)
+        zombie.kill()
+        owner.stop()
+        proxy.close()

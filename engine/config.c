@@ -15,6 +15,7 @@
  * stream threads start; read-only afterwards.
  */
 #include "rill.h"
+#include "window.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -36,8 +37,10 @@ static const rill_confdef_t engine_defs[] = {
     {"output.topic", RILL_CONF_STR, "aggregated-sales", 0, 0, "Output topic for window results"},
     {"dlq.topic", RILL_CONF_STR, "", 0, 0,
      "Dead-letter topic for bad and late records (default: <input.topic>-dlq)"},
-    {"window.size.ms", RILL_CONF_INT, "60000", 1, 366LL * 86400000, "Tumbling window size"},
-    {"grace.ms", RILL_CONF_INT, "10000", 0, 366LL * 86400000,
+    /* bounded so that window end + grace of any event time stays inside
+     * int64 and below the store's meta keys (engine/window.h) */
+    {"window.size.ms", RILL_CONF_INT, "60000", 1, RILL_WINDOW_SIZE_MAX_MS, "Tumbling window size"},
+    {"grace.ms", RILL_CONF_INT, "10000", 0, RILL_GRACE_MAX_MS,
      "Grace period: a window closes when stream time >= window end + grace"},
     {"commit.interval.ms", RILL_CONF_INT, "100", 1, 3600000, "Commit interval"},
     {"idle.timeout.ms", RILL_CONF_INT, "0", 0, 86400000,

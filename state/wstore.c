@@ -17,7 +17,9 @@
  * Meta keys start with 0xff; window keys start with the big-endian window
  * start with its sign bit flipped, so every real window key sorts below 0xff
  * unless its start is beyond year 292 million -- impossible after the event
- * time validation.
+ * time validation (engine/window.h bounds event times to years 1..9999), and
+ * refused here anyway: apply never writes a window key in that range, and
+ * closed() never scans into it, whatever bound it is given.
  */
 #include "wstore.h"
 #include "log.h"
@@ -30,10 +32,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define META_OFFSET "\xff" "changelog_offset"
 #define META_STREAM_TIME "\xff" "stream_time"
 #define META_IDENTITY "\xff" "identity"
+/* Window starts from here up encode to keys starting with 0xff: the meta
+ * keys' range. None is ever written (apply refuses them) or scanned
+ * (closed stops below 0xff). Same value as engine/window.h's
+ * RILL_WINDOW_START_KEY_LIMIT. */
+#define WSTART_LIMIT 0x7f00000000000000LL
 #define MAX_KEY 4096
 #define CACHE_MAX 50000 /* windows per store before clean entries are dropped */
 
@@ -234,8 +242,140 @@ static rill_wstore_t *open_db(const char *dir, char **err) {
         return ws;
 }
 
+/* What a failed open means, from RocksDB's error string (the C API gives
+ * nothing else). Only a store we can prove untrustworthy is wiped: deleting
+ * the files of a database that another thread still has open, or that only
+ * met a passing shortage, would lose committed state behind its back. */
+typedef enum {
+        OPEN_TRANSIENT, /* out of descriptors or memory: retry, never wipe */
+        OPEN_LOCKED,    /* another owner holds the LOCK: wait (bounded), never wipe */
+        OPEN_CORRUPT,   /* the store's files are bad or missing: wipe, restore */
+        OPEN_FATAL,     /* anything else (permissions, disk full, ...): fail */
+} open_class_t;
+
+static open_class_t classify_open_error(const char *e) {
+        static const char *const transient[] = {"Too many open files", "Cannot allocate memory",
+                                                "Interrupted system call",
+                                                "No buffer space available"};
+        for (size_t i = 0; i < sizeof(transient) / sizeof(transient[0]); i++)
+                if (strstr(e, transient[i]))
+                        return OPEN_TRANSIENT;
+        /* in-process: "lock hold by current process ...: DIR/LOCK: No locks
+         * available"; another process: "While lock file: DIR/LOCK: Resource
+         * temporarily unavailable" */
+        if (strstr(e, "lock hold by current process") || strstr(e, "While lock file") ||
+            (strstr(e, "/LOCK:") && (strstr(e, "Resource temporarily unavailable") ||
+                                     strstr(e, "No locks available"))))
+                return OPEN_LOCKED;
+        if (!strncmp(e, "Corruption", 10) || strstr(e, "Corruption:"))
+                return OPEN_CORRUPT;
+        /* a file the MANIFEST or CURRENT names is gone */
+        if (strstr(e, "No such file or directory") && !strstr(e, "While mkdir"))
+                return OPEN_CORRUPT;
+        /* options or format of another program (comparator, ...), unless an
+         * I/O error is the real cause ("Invalid argument: Found options
+         * incompatible with filesystem: IO error: ...") */
+        if (!strncmp(e, "Invalid argument", 16) && !strstr(e, "IO error"))
+                return OPEN_CORRUPT;
+        return OPEN_FATAL;
+}
+
+static void sleep_ms(int64_t ms) {
+        struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) && errno == EINTR)
+                ;
+}
+
+static int64_t mono_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* rocksdb_open, waiting out a held lock (up to lock_wait_ms) and retrying
+ * transient errors (transient_retries times, backoff from 100 ms). Every other
+ * error returns at once. On failure *err holds RocksDB's message and *cls
+ * its class. */
+static rill_wstore_t *open_db_patient(const char *dir, const rill_wstore_open_opts_t *o,
+                                      char **err, open_class_t *cls) {
+        int64_t t0 = mono_ms(), backoff = 100, lock_pause = 50;
+        int transient = 0, waiting = 0;
+        for (;;) {
+                rill_wstore_t *ws = open_db(dir, err);
+                if (ws) {
+                        if (waiting)
+                                rill_log(RILL_LOG_INFO, "store_lock_acquired",
+                                         "dir=%s waited_ms=%lld", dir,
+                                         (long long)(mono_ms() - t0));
+                        return ws;
+                }
+                *cls = classify_open_error(*err ? *err : "");
+                int64_t waited = mono_ms() - t0;
+                if (*cls == OPEN_LOCKED && waited < o->lock_wait_ms) {
+                        if (!waiting)
+                                rill_log(RILL_LOG_WARN, "store_locked",
+                                         "dir=%s wait_ms=%lld reason=\"%s\"", dir,
+                                         (long long)o->lock_wait_ms, *err);
+                        waiting = 1;
+                        int64_t pause = lock_pause;
+                        if (pause > o->lock_wait_ms - waited)
+                                pause = o->lock_wait_ms - waited;
+                        sleep_ms(pause);
+                        lock_pause = lock_pause < 1000 ? lock_pause * 2 : 1000;
+                } else if (*cls == OPEN_TRANSIENT && transient < o->transient_retries) {
+                        transient++;
+                        rill_log(RILL_LOG_WARN, "store_open_retry",
+                                 "dir=%s attempt=%d of=%d backoff_ms=%lld reason=\"%s\"", dir,
+                                 transient, o->transient_retries, (long long)backoff, *err);
+                        sleep_ms(backoff);
+                        backoff *= 2;
+                } else {
+                        return NULL;
+                }
+                free(*err);
+                *err = NULL;
+        }
+}
+
+static void open_failed(const char *dir, open_class_t cls, const char *why,
+                        const rill_wstore_open_opts_t *o, char *errstr, size_t errstr_size) {
+        switch (cls) {
+        case OPEN_LOCKED:
+                snprintf(errstr, errstr_size,
+                         "cannot open state store %s: still locked after %lld ms: %s (hint: "
+                         "another stream thread or process has this store open; is a second "
+                         "process using the same state.dir, or is the previous owner of the "
+                         "partition stuck? the store was left as it is)",
+                         dir, (long long)o->lock_wait_ms, why);
+                break;
+        case OPEN_TRANSIENT:
+                snprintf(errstr, errstr_size,
+                         "cannot open state store %s after %d retries: %s (hint: raise the "
+                         "open files limit, ulimit -n, or lower num.stream.threads; the store "
+                         "was left as it is)",
+                         dir, o->transient_retries, why);
+                break;
+        default:
+                snprintf(errstr, errstr_size,
+                         "cannot open state store %s: %s (hint: the store was left as it is; "
+                         "fix the cause, or remove the directory to rebuild it from the "
+                         "changelog)",
+                         dir, why);
+                break;
+        }
+}
+
 rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wiped,
                                 char *errstr, size_t errstr_size) {
+        return rill_wstore_open_opts(dir, identity, NULL, wiped, errstr, errstr_size);
+}
+
+rill_wstore_t *rill_wstore_open_opts(const char *dir, const char *identity,
+                                     const rill_wstore_open_opts_t *opts, int *wiped,
+                                     char *errstr, size_t errstr_size) {
+        const rill_wstore_open_opts_t defaults = {RILL_WSTORE_LOCK_WAIT_MS,
+                                                  RILL_WSTORE_TRANSIENT_RETRIES};
+        const rill_wstore_open_opts_t *o = opts ? opts : &defaults;
         char *err = NULL;
         *wiped = 0;
         if (rill_wstore_mkdirs(dir)) {
@@ -244,7 +384,8 @@ rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wipe
                 return NULL;
         }
         for (int attempt = 0; attempt < 2; attempt++) {
-                rill_wstore_t *ws = open_db(dir, &err);
+                open_class_t cls = OPEN_FATAL;
+                rill_wstore_t *ws = open_db_patient(dir, o, &err, &cls);
                 const char *why = NULL;
                 if (ws) {
                         size_t len = 0;
@@ -252,15 +393,16 @@ rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wipe
                                                strlen(META_IDENTITY), &len, &err);
                         ws->changelog_offset = meta_get_int(ws, META_OFFSET, -1, &err);
                         ws->stream_time = meta_get_int(ws, META_STREAM_TIME, INT64_MIN, &err);
-                        if (err)
-                                why = "unreadable";
-                        else if (!id && ws->changelog_offset != -1)
-                                why = "no identity";
+                        if (err) {
+                                why = err;
+                                cls = classify_open_error(err);
+                        } else if (!id && ws->changelog_offset != -1)
+                                why = "no identity", cls = OPEN_CORRUPT;
                         else if (id && (len != strlen(identity) || memcmp(id, identity, len)))
-                                why = "identity differs";
+                                why = "identity differs", cls = OPEN_CORRUPT;
                         else if (ws->changelog_offset == INT64_MIN + 1 ||
                                  ws->stream_time == INT64_MIN + 1)
-                                why = "malformed metadata";
+                                why = "malformed metadata", cls = OPEN_CORRUPT;
                         free(id);
                         if (!why) {
                                 if (ws->changelog_offset == -1) {
@@ -279,13 +421,15 @@ rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wipe
                                 }
                                 return ws;
                         }
+                        /* closed before any wipe: we held the lock, nobody else
+                         * has these files open */
                         rill_wstore_close(ws);
                 } else {
                         why = err;
                 }
-                if (attempt == 1) {
-                        snprintf(errstr, errstr_size, "cannot open state store %s: %s", dir,
-                                 why ? why : "unknown error");
+                if (cls != OPEN_CORRUPT || attempt == 1) {
+                        open_failed(dir, cls, why ? why : "unknown error", o, errstr,
+                                    errstr_size);
                         free(err);
                         return NULL;
                 }
@@ -407,10 +551,16 @@ static int wentry_cmp(const void *a, const void *b) {
 int rill_wstore_closed(rill_wstore_t *ws, int64_t bound, rill_wlist_t *out, char *errstr,
                        size_t errstr_size) {
         unsigned char upper[RILL_WKEY_HDR];
-        rill_wkey_encode(bound, "", 0, upper);
+        size_t upper_len = sizeof(upper);
+        if (bound > WSTART_LIMIT) { /* never into the meta keys */
+                upper[0] = 0xff;
+                upper_len = 1;
+        } else {
+                rill_wkey_encode(bound, "", 0, upper);
+        }
         rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
         rocksdb_readoptions_set_verify_checksums(ro, 1);
-        rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)upper, sizeof(upper));
+        rocksdb_readoptions_set_iterate_upper_bound(ro, (char *)upper, upper_len);
         rocksdb_iterator_t *it = rocksdb_create_iterator(ws->db, ro);
         int rc = 0;
         for (rocksdb_iter_seek_to_first(it); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -532,9 +682,21 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         }
         size_t n = 0;
         for (size_t i = 0; i < ws->nbuckets; i++)
-                for (centry_t *e = ws->buckets[i]; e; e = e->next)
-                        if (e->dirty && e->key_len <= MAX_KEY) /* longer: refused on get */
-                                v[n++] = e;
+                for (centry_t *e = ws->buckets[i]; e; e = e->next) {
+                        if (!e->dirty || e->key_len > MAX_KEY) /* longer: refused on get */
+                                continue;
+                        if (e->wstart >= WSTART_LIMIT) {
+                                snprintf(errstr, errstr_size,
+                                         "state store write refused: window start %lld is in "
+                                         "the store's meta-key range (>= %lld) (hint: event "
+                                         "times after year 9999 must be rejected before they "
+                                         "reach a window; see engine/window.h)",
+                                         (long long)e->wstart, (long long)WSTART_LIMIT);
+                                free(v);
+                                return -1;
+                        }
+                        v[n++] = e;
+                }
         if (n > 1)
                 qsort(v, n, sizeof(*v), centry_cmp);
         rocksdb_writebatch_t *b = rocksdb_writebatch_create();

@@ -38,12 +38,40 @@ typedef struct rill_wlist {
 
 void rill_wlist_free(rill_wlist_t *l);
 
+/** How long rill_wstore_open waits for a lock another owner holds, and how
+ *  often it retries a transient error (out of file descriptors or memory). */
+#define RILL_WSTORE_LOCK_WAIT_MS 30000
+#define RILL_WSTORE_TRANSIENT_RETRIES 4 /* backoff 100, 200, 400, 800 ms */
+
+typedef struct rill_wstore_open_opts {
+        int64_t lock_wait_ms;  /* wait this long at most for a held LOCK */
+        int transient_retries; /* retries of a transient error */
+} rill_wstore_open_opts_t;
+
 /** Open (creating if missing) the store at dir. identity names the owner
- *  (application, changelog topic, partition): a store whose recorded identity
- *  differs, or that RocksDB reports as corrupt, is wiped and opened empty
- *  (*wiped set to 1) so the caller restores it from the changelog start. */
+ *  (application, changelog topic, partition).
+ *
+ *  Wiped and opened empty (*wiped set to 1, so the caller restores it from
+ *  the changelog start) only when the store cannot be trusted: RocksDB
+ *  reports corruption or missing files, or the recorded identity differs
+ *  (another application or incarnation).
+ *
+ *  Never wiped on any other error, which is returned (NULL, errstr naming
+ *  the directory, with a hint) after:
+ *   - a LOCK held by another owner (a stream thread of this process that
+ *     still has the partition, or another process on the same state.dir):
+ *     waited for up to RILL_WSTORE_LOCK_WAIT_MS (30 s);
+ *   - a transient error (too many open files, out of memory): retried
+ *     RILL_WSTORE_TRANSIENT_RETRIES times with backoff (1.5 s in all);
+ *   - anything else (permission denied, disk full, ...): at once.
+ *  So the call blocks up to about 30 s.
+ *  @locality the stream thread that will own the store. */
 rill_wstore_t *rill_wstore_open(const char *dir, const char *identity, int *wiped,
                                 char *errstr, size_t errstr_size);
+/** The same with explicit bounds (NULL: the defaults above). */
+rill_wstore_t *rill_wstore_open_opts(const char *dir, const char *identity,
+                                     const rill_wstore_open_opts_t *opts, int *wiped,
+                                     char *errstr, size_t errstr_size);
 void rill_wstore_close(rill_wstore_t *ws);
 
 /** Create a state directory and its parents (mode 0750); an existing one is

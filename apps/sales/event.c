@@ -16,7 +16,8 @@
 const rill_confdef_t sales_confdefs[] = {
     {"timestamp.unit", RILL_CONF_STR, "s", 0, 0, "Unit of sale_ts: s (epoch seconds) or ms"},
     {"max.future.ms", RILL_CONF_INT, "3600000", 0, 10LL * 366 * 86400000,
-     "Reject events whose sale_ts is further ahead of wall-clock time (0 = no limit)"},
+     "Reject events whose sale_ts is further ahead of wall-clock time (0 = no limit; "
+     "after year 9999 is always rejected)"},
     {"max.past.ms", RILL_CONF_INT, "0", 0, 100LL * 366 * 86400000,
      "Reject events whose sale_ts is further behind wall-clock time (0 = no limit)"},
     {"seller.id.max.bytes", RILL_CONF_INT, "256", 1, SALES_KEY_MAX - 1,
@@ -51,9 +52,21 @@ static int64_t wall_ms(void) {
         return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The wall-clock limits, last of the checks in both paths. */
+#define LATEST_ISO "9999-12-31T23:59:59.999Z" /* RILL_EVENT_TIME_MAX_MS */
+
+/* The limits on event time, last of the checks in both paths: first the
+ * absolute one, whatever max.future.ms says (0 included), so that no record
+ * can push stream time towards the end of int64 (engine/window.h); then the
+ * ones relative to the wall clock. */
 static int check_time(const sales_parse_conf_t *pc, const rill_raw_t *raw, int64_t ts,
                       int64_t ts_ms, rill_reject_t *rej) {
+        if (!rill_event_time_valid(ts_ms)) {
+                snprintf(rej->reason, sizeof(rej->reason), "invalid_timestamp");
+                snprintf(rej->detail, sizeof(rej->detail),
+                         "sale_ts %lld is after %s, the latest accepted event time",
+                         (long long)ts, LATEST_ISO);
+                return -1;
+        }
         int64_t now = raw->now_wall_ms ? raw->now_wall_ms : wall_ms();
         if (pc->max_future_ms && ts_ms > now + pc->max_future_ms) {
                 snprintf(rej->reason, sizeof(rej->reason), "invalid_timestamp");
@@ -143,8 +156,12 @@ int sales_extract_full(void *opaque, const rill_raw_t *raw, rill_event_t *ev,
                 REJECT("wrong_type", "sale_ts must be an integer, got %s", type_name(v));
         json_int_t ts = json_integer_value(v);
         int64_t ts_ms;
-        if (ts < 0 || (!pc->ts_millis && __builtin_mul_overflow((int64_t)ts, 1000, &ts_ms)))
+        if (ts < 0)
                 REJECT("invalid_timestamp", "sale_ts %lld is out of range", (long long)ts);
+        if (!pc->ts_millis && __builtin_mul_overflow((int64_t)ts, 1000, &ts_ms))
+                REJECT("invalid_timestamp",
+                       "sale_ts %lld is after %s, the latest accepted event time",
+                       (long long)ts, LATEST_ISO);
         if (pc->ts_millis)
                 ts_ms = ts;
         if (check_time(pc, raw, ts, ts_ms, rej))

@@ -12,7 +12,8 @@
 
 typedef struct sales_parse_conf {
         int ts_millis;          /* sale_ts in milliseconds instead of seconds */
-        int64_t max_future_ms;  /* reject events further ahead of wall clock (0 = off) */
+        int64_t max_future_ms;  /* reject events further ahead of wall clock (0 = off;
+                                 * after year 9999 is rejected regardless) */
         int64_t max_past_ms;    /* reject events further behind wall clock (0 = off) */
         size_t key_max;         /* longest seller_id in bytes */
 } sales_parse_conf_t;
@@ -25,7 +26,9 @@ typedef struct sales_scratch {
 
 /** rill_extract_fn for sales events; opaque is a sales_parse_conf_t.
  *  Reasons: malformed_json, invalid_utf8, not_an_object, missing_field,
- *  wrong_type, invalid_seller_id, invalid_amount, invalid_timestamp.
+ *  wrong_type, invalid_seller_id, invalid_amount, invalid_timestamp (negative,
+ *  fractional, after 9999-12-31T23:59:59.999Z whatever max_future_ms says, or
+ *  beyond max_future_ms / max_past_ms).
  *  @locality any thread (uses a thread-local key buffer). */
 int sales_extract(void *opaque, const rill_raw_t *raw, rill_event_t *ev, rill_reject_t *rej);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "event.h"
 #include "rill.h"
 
 static char err[512];
@@ -72,9 +73,47 @@ static void bad_inputs_name_the_culprit(void **s) {
         rill_conf_destroy(c);
 }
 
+/* The time properties are bounded, so window end + grace of any accepted
+ * event time stays far inside int64 (engine/window.h): out of range is
+ * refused with one line naming the key and the range. */
+static void time_ranges_one_line_errors(void **s) {
+        (void)s;
+        rill_conf_t *c = rill_conf_new(sales_confdefs);
+        static const struct {
+                const char *key, *value;
+                int ok;
+        } cases[] = {
+            {"window.size.ms", "31622400000", 1}, {"window.size.ms", "31622400001", 0},
+            {"window.size.ms", "-1", 0},          {"window.size.ms", "9223372036854775807", 0},
+            {"window.size.ms", "9223372036854775808", 0},
+            {"grace.ms", "0", 1},                 {"grace.ms", "31622400000", 1},
+            {"grace.ms", "31622400001", 0},       {"grace.ms", "-1", 0},
+            {"max.future.ms", "0", 1},            {"max.future.ms", "316224000000", 1},
+            {"max.future.ms", "316224000001", 0}, {"max.future.ms", "-9223372036854775808", 0},
+            {"max.past.ms", "3162240000001", 0},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                err[0] = '\0';
+                int rc = rill_conf_set(c, cases[i].key, cases[i].value, err, sizeof(err));
+                if (cases[i].ok) {
+                        if (rc)
+                                fail_msg("%s=%s refused: %s", cases[i].key, cases[i].value, err);
+                        continue;
+                }
+                if (rc != -1)
+                        fail_msg("%s=%s accepted", cases[i].key, cases[i].value);
+                assert_non_null(strstr(err, cases[i].key));
+                assert_null(strchr(err, '\n'));
+        }
+        /* and a refused value leaves the previous one */
+        assert_int_equal(rill_conf_get_int(c, "grace.ms"), 31622400000LL);
+        rill_conf_destroy(c);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(defaults_and_validation),
                                            cmocka_unit_test(precedence_flags_env_file),
-                                           cmocka_unit_test(bad_inputs_name_the_culprit)};
+                                           cmocka_unit_test(bad_inputs_name_the_culprit),
+                                           cmocka_unit_test(time_ranges_one_line_errors)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

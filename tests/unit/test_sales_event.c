@@ -119,9 +119,60 @@ static void format_result(void **s) {
         assert_int_equal(sales_format(NULL, &r, buf, 20), 0); /* too small: refused, no overflow */
 }
 
+/* With max.future.ms=0 (no limit relative to the clock) an event time is
+ * still bounded: beyond 9999-12-31T23:59:59.999Z it is dead-lettered, so one
+ * record cannot push stream time to the end of int64 (window arithmetic
+ * overflow, window keys in the store's meta-key range, every later record of
+ * the partition late). Both the fast path and jansson's. */
+static void far_future_without_limit(void **s) {
+        (void)s;
+        rill_event_t ev;
+        rill_reject_t rej;
+        rill_raw_t raw = {NULL, 0, NULL, 0, "sales-usd", 0, 0, 0};
+        pc.max_future_ms = 0;
+        static const struct {
+                int millis;
+                const char *json;
+                int ok;
+        } cases[] = {
+            {0, "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":253402300799}", 1},
+            {0, "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":253402300800}", 0},
+            {0, "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":9223372036854775}", 0},
+            {1, "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":253402300799999}", 1},
+            {1, "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":253402300800000}", 0},
+            {1, "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":9223372036854775807}", 0},
+            {1, "{\"seller_id\":\"a\",\"amount_usd\":1,\"sale_ts\":9223372036854775000}", 0},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                pc.ts_millis = cases[i].millis;
+                raw.value = cases[i].json;
+                raw.value_len = strlen(cases[i].json);
+                for (int full = 0; full < 2; full++) {
+                        memset(&rej, 0, sizeof(rej));
+                        int rc = full ? sales_extract_full(&pc, &raw, &ev, &rej)
+                                      : sales_extract(&pc, &raw, &ev, &rej);
+                        if (cases[i].ok) {
+                                if (rc)
+                                        fail_msg("%s: rejected (%s: %s)", cases[i].json,
+                                                 rej.reason, rej.detail);
+                                continue;
+                        }
+                        if (rc != -1)
+                                fail_msg("%s (%s path): accepted with ts_ms %lld",
+                                         cases[i].json, full ? "full" : "fast",
+                                         (long long)ev.ts_ms);
+                        assert_string_equal(rej.reason, "invalid_timestamp");
+                        assert_non_null(strstr(rej.detail, "9999-12-31T23:59:59.999Z"));
+                }
+        }
+        pc.ts_millis = 0;
+        pc.max_future_ms = 3600000;
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {cmocka_unit_test(good_event), cmocka_unit_test(bad_events),
                                            cmocka_unit_test(past_limit), cmocka_unit_test(millisecond_timestamps), cmocka_unit_test(batch_clock),
+                                           cmocka_unit_test(far_future_without_limit),
                                            cmocka_unit_test(format_result)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,8 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include "wstore.h"
+#include <fcntl.h>
+
+#include <pthread.h>
+#include <time.h>
+
+/* a held lock is waited for 300 ms here, not the default 30 s */
+static const rill_wstore_open_opts_t short_wait = {300, 1};
+#define OPEN_LOCKED(d, id, w) rill_wstore_open_opts(d, id, &short_wait, w, err, sizeof(err))
 
 static char dir[256];
 static char err[512];
@@ -267,6 +277,196 @@ static void corrupt_files_are_wiped(void **s) {
         rill_wstore_close(ws);
 }
 
+/* Write one window and commit it at offset 9, as a task's first commit. */
+static void commit_one(rill_wstore_t *ws) {
+        rill_agg_t a = {42, 1, 0, 0};
+        rill_wstore_put(ws, 0, "x", 1, &a);
+        assert_int_equal(rill_wstore_apply(ws, 9, 0, err, sizeof(err)), 0);
+}
+
+/* The store holds what commit_one wrote: not wiped, not lost. */
+static void assert_committed_one(rill_wstore_t *ws) {
+        rill_agg_t out;
+        assert_int_equal(rill_wstore_changelog_offset(ws), 9);
+        assert_int_equal(rill_wstore_get(ws, 0, "x", 1, &out, err, sizeof(err)), 1);
+        assert_int_equal(out.sum, 42);
+}
+
+static void clobber(const char *glob) {
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd),
+                 "for f in %s/%s; do printf 'garbage garbage garbage' > \"$f\"; done", dir, glob);
+        assert_int_equal(system(cmd), 0);
+}
+
+static void corrupt_current_is_wiped(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|4", &wiped);
+        commit_one(ws);
+        rill_wstore_close(ws);
+        clobber("CURRENT");
+        ws = open_store("app|cl|4", &wiped);
+        assert_int_equal(wiped, 1);
+        assert_int_equal(rill_wstore_changelog_offset(ws), -1);
+        rill_wstore_close(ws);
+}
+
+static void corrupt_manifest_is_wiped(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|4", &wiped);
+        commit_one(ws);
+        rill_wstore_close(ws);
+        clobber("MANIFEST-*");
+        ws = open_store("app|cl|4", &wiped);
+        assert_int_equal(wiped, 1);
+        assert_int_equal(rill_wstore_changelog_offset(ws), -1);
+        rill_wstore_close(ws);
+}
+
+static void missing_manifest_is_wiped(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|4", &wiped);
+        commit_one(ws);
+        rill_wstore_close(ws);
+        char cmd[600];
+        snprintf(cmd, sizeof(cmd), "rm -f %s/MANIFEST-*", dir);
+        assert_int_equal(system(cmd), 0);
+        ws = open_store("app|cl|4", &wiped);
+        assert_int_equal(wiped, 1);
+        assert_int_equal(rill_wstore_changelog_offset(ws), -1);
+        rill_wstore_close(ws);
+}
+
+/* A partition moving between two stream threads while the old owner still
+ * has its store open: the new owner's open meets RocksDB's lock. It must
+ * fail (or wait), never delete the files under the live database. */
+static void lock_held_in_process_is_not_wiped(void **s) {
+        (void)s;
+        int wiped = 0;
+        rill_wstore_t *ws = open_store("app|cl|5", &wiped);
+        commit_one(ws);
+        int wiped2 = 0;
+        rill_wstore_t *second = OPEN_LOCKED(dir, "app|cl|5", &wiped2);
+        assert_null(second);
+        assert_int_equal(wiped2, 0);
+        assert_non_null(strstr(err, dir));
+        assert_non_null(strstr(err, "lock"));
+        /* the first owner's data is still on disk */
+        assert_committed_one(ws);
+        rill_wstore_close(ws);
+        ws = open_store("app|cl|5", &wiped);
+        assert_int_equal(wiped, 0);
+        assert_committed_one(ws);
+        rill_wstore_close(ws);
+}
+
+/* Too many open files is transient: the open fails (after its bounded
+ * retries) and the store is left as it was. In a child, so the lowered
+ * RLIMIT_NOFILE does not touch the other tests. */
+static void too_many_open_files_is_not_wiped(void **s) {
+        (void)s;
+        int wiped = 0;
+        rill_wstore_t *ws = open_store("app|cl|6", &wiped);
+        commit_one(ws);
+        rill_wstore_close(ws);
+        fflush(NULL);
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct rlimit old, low;
+                getrlimit(RLIMIT_NOFILE, &old);
+                /* RLIMIT_NOFILE bounds fd numbers, not their count: close
+                 * the ones inherited (this child's copies only), so the
+                 * limit leaves RocksDB just a few descriptors */
+                for (int fd = 3; fd < 1024; fd++)
+                        close(fd);
+                low = old;
+                low.rlim_cur = 3 + 3;
+                setrlimit(RLIMIT_NOFILE, &low);
+                int w = 0;
+                char e[512] = "";
+                rill_wstore_t *c = rill_wstore_open(dir, "app|cl|6", &w, e, sizeof(e));
+                setrlimit(RLIMIT_NOFILE, &old);
+                if (w) {
+                        fprintf(stderr, "the store was wiped (err=%s)\n", e);
+                        _exit(1);
+                }
+                if (c) /* the limit was not low enough: not this test's case */
+                        _exit(3);
+                if (!strstr(e, "Too many open files")) {
+                        fprintf(stderr, "wiped=%d err=%s\n", w, e);
+                        _exit(1);
+                }
+                _exit(0);
+        }
+        int status = 0;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+        ws = open_store("app|cl|6", &wiped);
+        assert_int_equal(wiped, 0);
+        assert_committed_one(ws);
+        rill_wstore_close(ws);
+}
+
+/* Window keys never reach the meta keys (0xff...): a stream time at the end
+ * of int64 closes the windows without reading the metadata as a window, and
+ * a window start in the meta-key range is refused, not written over
+ * changelog_offset. */
+static void meta_keys_out_of_window_range(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|7", &wiped);
+        commit_one(ws);
+        rill_wlist_t l = {0};
+        assert_int_equal(rill_wstore_closed(ws, INT64_MAX, &l, err, sizeof(err)), 0);
+        assert_int_equal(l.cnt, 1);
+        rill_wlist_free(&l);
+        /* the window whose key is exactly the changelog_offset meta key */
+        const unsigned char meta[] = "\xff" "changelog_offset";
+        int64_t wstart = (int64_t)(rill_be64_get(meta) ^ 0x8000000000000000ULL);
+        rill_agg_t a = {1, 1, 0, 0};
+        rill_wstore_put(ws, wstart, (const char *)meta + 8, sizeof(meta) - 1 - 8, &a);
+        assert_int_equal(rill_wstore_apply(ws, 10, 0, err, sizeof(err)), -1);
+        assert_non_null(strstr(err, "meta"));
+        rill_wstore_discard(ws);
+        rill_wstore_close(ws);
+        ws = open_store("app|cl|7", &wiped);
+        assert_int_equal(wiped, 0);
+        assert_committed_one(ws);
+        rill_wstore_close(ws);
+}
+
+/* The old owner lets go while the new one waits: the new one opens the same
+ * files, not an empty store. */
+static void *close_later(void *ws) {
+        struct timespec ts = {0, 200 * 1000000L};
+        nanosleep(&ts, NULL);
+        rill_wstore_close(ws);
+        return NULL;
+}
+
+static void lock_released_while_waiting(void **s) {
+        (void)s;
+        int wiped = 0;
+        rill_wstore_t *ws = open_store("app|cl|5", &wiped);
+        commit_one(ws);
+        pthread_t th;
+        assert_int_equal(pthread_create(&th, NULL, close_later, ws), 0);
+        const rill_wstore_open_opts_t wait5s = {5000, 1};
+        rill_wstore_t *second = rill_wstore_open_opts(dir, "app|cl|5", &wait5s, &wiped, err,
+                                                      sizeof(err));
+        pthread_join(th, NULL);
+        if (!second)
+                fail_msg("second open failed: %s", err);
+        assert_int_equal(wiped, 0);
+        assert_committed_one(second);
+        rill_wstore_close(second);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(cache_then_apply_then_reopen, setup, teardown),
@@ -275,6 +475,13 @@ int main(void) {
             cmocka_unit_test_setup_teardown(restore_batches_and_stream_time, setup, teardown),
             cmocka_unit_test_setup_teardown(restore_last_change_wins, setup, teardown),
             cmocka_unit_test_setup_teardown(other_identity_is_wiped, setup, teardown),
-            cmocka_unit_test_setup_teardown(corrupt_files_are_wiped, setup, teardown)};
+            cmocka_unit_test_setup_teardown(corrupt_files_are_wiped, setup, teardown),
+            cmocka_unit_test_setup_teardown(corrupt_current_is_wiped, setup, teardown),
+            cmocka_unit_test_setup_teardown(corrupt_manifest_is_wiped, setup, teardown),
+            cmocka_unit_test_setup_teardown(missing_manifest_is_wiped, setup, teardown),
+            cmocka_unit_test_setup_teardown(lock_held_in_process_is_not_wiped, setup, teardown),
+            cmocka_unit_test_setup_teardown(too_many_open_files_is_not_wiped, setup, teardown),
+            cmocka_unit_test_setup_teardown(meta_keys_out_of_window_range, setup, teardown),
+            cmocka_unit_test_setup_teardown(lock_released_while_waiting, setup, teardown)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,14 +6,50 @@
  * number of rows in one round trip. The text array literal is built here
  * with every element double-quoted and '"' and '\' escaped, which is the
  * complete quoting rule of PostgreSQL's array input.
+ *
+ * Every wait is bounded, and shorter than the Kafka transaction the commit
+ * runs in (transaction.timeout.ms, 10 s by default): a network cut or a
+ * server that stops answering must not hang the worker for hours while the
+ * orphaned server session keeps the progress rows locked against the new
+ * owner. Three layers, all defaults that the DSN (or PGOPTIONS /
+ * PGCONNECT_TIMEOUT) overrides, see pgsink.h:
+ *   - the client waits for each answer at most statement_timeout + 2 s,
+ *     through libpq's asynchronous calls and poll(), then drops the
+ *     connection (reopened on the next call);
+ *   - TCP keepalives and tcp_user_timeout, on both ends, notice a dead peer;
+ *   - the server cancels a statement after statement_timeout, gives up a
+ *     lock wait after lock_timeout, and ends a session left idle inside a
+ *     transaction (its client vanished before COMMIT) after
+ *     idle_in_transaction_session_timeout, which releases its locks.
  */
 #include "pgsink.h"
 #include "fault.h"
 
 #include <libpq-fe.h>
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* The defaults of pgsink.h. */
+#define PG_CONNECT_TIMEOUT_S "5"
+#define PG_STATEMENT_TIMEOUT_MS 5000
+#define PG_WAIT_MARGIN_MS 2000      /* client wait = statement_timeout + this */
+#define PG_WAIT_NO_TIMEOUT_MS 3600000 /* client wait when statement_timeout=0 */
+#define PG_SERVER_OPTIONS                                                                   \
+        "-c statement_timeout=5000 -c lock_timeout=3000"                                    \
+        " -c idle_in_transaction_session_timeout=5000 -c tcp_keepalives_idle=5"             \
+        " -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 -c tcp_user_timeout=5000"  \
+        " -c client_min_messages=warning"
+
+static int64_t now_ms(void) {
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
 
 /* A growable byte buffer. */
 typedef struct sbuf {
@@ -58,13 +94,25 @@ static const char *sb_array(sbuf_t *b) {
         return b->p;
 }
 
+/* A queued result; its key is keys.p[key_off .. key_off + key_len). */
+typedef struct pg_row {
+        size_t key_off, key_len;
+        int64_t start, end, sum, count;
+} pg_row_t;
+
 struct rill_pgsink {
         PGconn *conn;
         char *app_id;
         char *upsert_sql;
         int broken;
-        size_t nresults, nprogress;
-        sbuf_t r_key, r_start, r_end, r_sum, r_count; /* results */
+        int64_t statement_timeout_ms; /* the session's, read after each connect */
+        int64_t wait_ms;              /* longest wait for one answer */
+        char sqlstate[6];             /* of the last failed statement */
+        size_t chunk_rows;            /* most results per upsert statement */
+        size_t nresults, rows_cap, nprogress;
+        pg_row_t *rows;
+        sbuf_t keys;                                  /* results' keys, raw */
+        sbuf_t r_key, r_start, r_end, r_sum, r_count; /* one chunk's arrays */
         sbuf_t p_topic, p_part, p_off, p_epoch;       /* progress */
 };
 
@@ -92,10 +140,52 @@ int rill_pgsink_check_dsn(const char *dsn, char *errstr, size_t errstr_size) {
         return rc;
 }
 
+/* Is a libpq keyword set by its environment variable (PGCONNECT_TIMEOUT...)? */
+static int env_sets(const PQconninfoOption *defs, const char *kw) {
+        for (const PQconninfoOption *o = defs; o && o->keyword; o++)
+                if (!strcmp(o->keyword, kw))
+                        return o->envvar && getenv(o->envvar) && *getenv(o->envvar);
+        return 0;
+}
+
+/* The client settings go before the DSN, which overrides them (libpq
+ * processes the keywords in order; "dbname" expands the DSN in place); a
+ * setting whose PG* variable is set is left to libpq. The server settings
+ * travel in "options" after the DSN, ours first and then the user's own
+ * options (from the DSN, else PGOPTIONS): the server applies them in order,
+ * so the user's -c wins over ours, and both survive. */
 static PGconn *pg_open(const char *dsn) {
-        const char *kw[] = {"connect_timeout", "options", "application_name", "dbname", NULL};
-        const char *val[] = {"5", "-c statement_timeout=15000 -c client_min_messages=warning", "rill", dsn, NULL};
-        return PQconnectdbParams(kw, val, 1);
+        static const char *const dkw[] = {"connect_timeout", "keepalives", "keepalives_idle",
+                                          "keepalives_interval", "keepalives_count",
+                                          "tcp_user_timeout", "application_name"};
+        static const char *const dval[] = {PG_CONNECT_TIMEOUT_S, "1", "5", "1", "3", "5000", "rill"};
+        const char *kw[16], *val[16];
+        int n = 0;
+        PQconninfoOption *defs = PQconndefaults();
+        for (size_t i = 0; i < sizeof(dkw) / sizeof(*dkw); i++)
+                if (!env_sets(defs, dkw[i]))
+                        kw[n] = dkw[i], val[n++] = dval[i];
+        PQconninfoFree(defs);
+        const char *user_opts = NULL;
+        PQconninfoOption *parsed = PQconninfoParse(dsn, NULL);
+        for (PQconninfoOption *o = parsed; o && o->keyword; o++)
+                if (!strcmp(o->keyword, "options") && o->val && *o->val)
+                        user_opts = o->val;
+        if (!user_opts)
+                user_opts = getenv("PGOPTIONS");
+        sbuf_t opts = {0};
+        sb_puts(&opts, PG_SERVER_OPTIONS, strlen(PG_SERVER_OPTIONS));
+        if (user_opts && *user_opts) {
+                sb_putc(&opts, ' ');
+                sb_puts(&opts, user_opts, strlen(user_opts));
+        }
+        kw[n] = "dbname", val[n++] = dsn;
+        kw[n] = "options", val[n++] = opts.p;
+        kw[n] = NULL, val[n] = NULL;
+        PGconn *c = PQconnectdbParams(kw, val, 1);
+        PQconninfoFree(parsed);
+        free(opts.p);
+        return c;
 }
 
 static void conn_error(PGconn *c, const char *what, char *errstr, size_t errstr_size) {
@@ -108,6 +198,8 @@ static void conn_error(PGconn *c, const char *what, char *errstr, size_t errstr_
                  "PGPASSWORD/PGPASSFILE)",
                  what, host ? host : "?", port ? port : "?", msg);
 }
+
+static int pg_session(rill_pgsink_t *pg, char *errstr, size_t errstr_size);
 
 rill_pgsink_t *rill_pgsink_connect(const rill_pgsink_spec_t *spec, char *errstr,
                                    size_t errstr_size) {
@@ -122,6 +214,11 @@ rill_pgsink_t *rill_pgsink_connect(const rill_pgsink_spec_t *spec, char *errstr,
         rill_pgsink_t *pg = calloc(1, sizeof(*pg));
         pg->conn = c;
         pg->app_id = strdup(spec->app_id);
+        pg->chunk_rows = RILL_PGSINK_CHUNK_ROWS;
+        if (pg_session(pg, errstr, errstr_size)) {
+                rill_pgsink_destroy(pg);
+                return NULL;
+        }
         char *t = PQescapeIdentifier(c, spec->table, strlen(spec->table));
         char *k = PQescapeIdentifier(c, spec->key_column, strlen(spec->key_column));
         char *s = PQescapeIdentifier(c, spec->sum_column, strlen(spec->sum_column));
@@ -163,9 +260,125 @@ void rill_pgsink_destroy(rill_pgsink_t *pg) {
                           &pg->p_topic, &pg->p_part, &pg->p_off, &pg->p_epoch};
         for (size_t i = 0; i < sizeof(bufs) / sizeof(*bufs); i++)
                 free(bufs[i]->p);
+        free(pg->keys.p);
+        free(pg->rows);
         free(pg->upsert_sql);
         free(pg->app_id);
         free(pg);
+}
+
+/* ---- statements, each wait bounded ------------------------------------------------- */
+
+/* Wait until the socket is ready for `events` or the deadline passes.
+ * @returns 1 ready, 0 timed out, -1 error (connection broken). */
+static int pg_wait(PGconn *c, short events, int64_t deadline) {
+        for (;;) {
+                int64_t left = deadline - now_ms();
+                if (left <= 0)
+                        return 0;
+                struct pollfd p = {.fd = PQsocket(c), .events = events};
+                if (p.fd < 0)
+                        return -1;
+                int n = poll(&p, 1, left > 1000 ? 1000 : (int)left);
+                if (n > 0)
+                        return 1;
+                if (n < 0 && errno != EINTR)
+                        return -1;
+        }
+}
+
+/* Run one statement: send it, then collect its result, never waiting past
+ * pg->wait_ms. Without an answer by then the server or the network is gone:
+ * the connection is dropped (its socket closed, so a live server notices at
+ * once) and reopened on the next call. On failure the open transaction, if
+ * any, is rolled back (the server drops it with the connection anyway) and
+ * pg->sqlstate holds the server's code ("" when the failure is the client's).
+ * @returns the result (caller clears) or NULL and errstr. */
+static PGresult *pg_exec(rill_pgsink_t *pg, const char *sql, int nparams,
+                         const char *const *params, ExecStatusType want, const char *what,
+                         char *errstr, size_t errstr_size) {
+        PGconn *c = pg->conn;
+        int64_t t0 = now_ms(), deadline = t0 + pg->wait_ms;
+        PGresult *res = NULL;
+        int ok = PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, 0), timed_out = 0;
+        pg->sqlstate[0] = '\0';
+        while (ok) {
+                int f = PQflush(c); /* nonblocking: 1 while the query is still being sent */
+                if (f < 0)
+                        ok = 0;
+                else if (f == 0 && !PQisBusy(c)) {
+                        PGresult *r = PQgetResult(c);
+                        if (!r)
+                                break;
+                        if (res && PQresultStatus(res) == PGRES_FATAL_ERROR)
+                                PQclear(r); /* keep the first error */
+                        else
+                                PQclear(res), res = r;
+                } else {
+                        int w = pg_wait(c, (short)(POLLIN | (f ? POLLOUT : 0)), deadline);
+                        if (w <= 0)
+                                ok = 0, timed_out = w == 0;
+                        else if (!PQconsumeInput(c))
+                                ok = 0;
+                }
+        }
+        if (ok && res && PQresultStatus(res) == want)
+                return res;
+        if (timed_out) {
+                const char *host = PQhost(c), *port = PQport(c);
+                snprintf(errstr, errstr_size,
+                         "Postgres %s got no answer from %s:%s within %lld ms (statement_timeout "
+                         "%lld ms + %d ms): the server or the network stopped answering; the "
+                         "connection is closed and reopened on the next attempt (hint: check the "
+                         "network path and the server's load)",
+                         what, host ? host : "?", port ? port : "?", (long long)(now_ms() - t0),
+                         (long long)pg->statement_timeout_ms, PG_WAIT_MARGIN_MS);
+        } else {
+                char msg[512];
+                snprintf(msg, sizeof(msg), "%s",
+                         res && PQresultStatus(res) != want ? PQresultErrorMessage(res)
+                                                            : PQerrorMessage(c));
+                msg[strcspn(msg, "\n")] = '\0';
+                snprintf(errstr, errstr_size, "Postgres %s failed: %s", what,
+                         *msg ? msg : "unexpected result");
+                const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+                snprintf(pg->sqlstate, sizeof(pg->sqlstate), "%s", state ? state : "");
+        }
+        PQclear(res);
+        if (!ok || PQstatus(c) != CONNECTION_OK) {
+                /* shutdown(), not close(): libpq still owns the descriptor */
+                if (PQsocket(c) >= 0)
+                        shutdown(PQsocket(c), SHUT_RDWR);
+                pg->broken = 1;
+        } else if (PQtransactionStatus(c) != PQTRANS_IDLE && strcmp(sql, "ROLLBACK")) {
+                char ignored[256], state[sizeof(pg->sqlstate)];
+                memcpy(state, pg->sqlstate, sizeof(state));
+                PQclear(pg_exec(pg, "ROLLBACK", 0, NULL, PGRES_COMMAND_OK, "rollback", ignored,
+                                sizeof(ignored)));
+                memcpy(pg->sqlstate, state, sizeof(state));
+        }
+        return NULL;
+}
+
+/* Set up a new session: nonblocking sends (a big batch cannot block in the
+ * kernel past the deadline) and the client wait derived from the session's
+ * statement_timeout, whoever set it. */
+static int pg_session(rill_pgsink_t *pg, char *errstr, size_t errstr_size) {
+        pg->statement_timeout_ms = PG_STATEMENT_TIMEOUT_MS;
+        pg->wait_ms = PG_STATEMENT_TIMEOUT_MS + PG_WAIT_MARGIN_MS;
+        if (PQsetnonblocking(pg->conn, 1)) {
+                conn_error(pg->conn, "cannot set up the session with", errstr, errstr_size);
+                return -1;
+        }
+        PGresult *r = pg_exec(pg, "SELECT setting::int8 FROM pg_settings WHERE name = 'statement_timeout'",
+                              0, NULL, PGRES_TUPLES_OK, "session setup", errstr, errstr_size);
+        if (!r)
+                return -1;
+        pg->statement_timeout_ms = PQntuples(r) ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+        PQclear(r);
+        pg->wait_ms = pg->statement_timeout_ms > 0 ? pg->statement_timeout_ms + PG_WAIT_MARGIN_MS
+                                                   : PG_WAIT_NO_TIMEOUT_MS;
+        return 0;
 }
 
 /* Make sure the connection is usable; reset it after a failure. */
@@ -177,28 +390,10 @@ static int pg_ready(rill_pgsink_t *pg, char *errstr, size_t errstr_size) {
                 conn_error(pg->conn, "cannot reconnect to", errstr, errstr_size);
                 return -1;
         }
+        if (pg_session(pg, errstr, errstr_size))
+                return -1;
         pg->broken = 0;
         return 0;
-}
-
-/* Run one statement; @returns the result (caller clears) or NULL on failure. */
-static PGresult *pg_exec(rill_pgsink_t *pg, const char *sql, int nparams,
-                         const char *const *params, ExecStatusType want, const char *what,
-                         char *errstr, size_t errstr_size) {
-        PGresult *r = PQexecParams(pg->conn, sql, nparams, NULL, params, NULL, NULL, 0);
-        if (PQresultStatus(r) != want) {
-                char msg[512];
-                snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(r));
-                msg[strcspn(msg, "\n")] = '\0';
-                snprintf(errstr, errstr_size, "Postgres %s failed: %s", what, msg);
-                PQclear(r);
-                if (PQstatus(pg->conn) != CONNECTION_OK)
-                        pg->broken = 1;
-                else
-                        PQclear(PQexec(pg->conn, "ROLLBACK"));
-                return NULL;
-        }
-        return r;
 }
 
 static int pg_cmd(rill_pgsink_t *pg, const char *sql, const char *what, char *errstr,
@@ -259,19 +454,86 @@ int64_t rill_pgsink_acquire_epoch(rill_pgsink_t *pg, const char *topic, int32_t 
 /* ---- batches ------------------------------------------------------------------------ */
 
 void rill_pgsink_add_result(rill_pgsink_t *pg, const rill_result_t *res) {
-        sb_sep(&pg->r_key);
-        sb_putc(&pg->r_key, '"');
-        for (size_t i = 0; i < res->key_len; i++) {
-                if (res->key[i] == '"' || res->key[i] == '\\')
-                        sb_putc(&pg->r_key, '\\');
-                sb_putc(&pg->r_key, res->key[i]);
+        if (pg->nresults == pg->rows_cap) {
+                pg->rows_cap = pg->rows_cap ? pg->rows_cap * 2 : 256;
+                pg->rows = realloc(pg->rows, pg->rows_cap * sizeof(*pg->rows));
         }
-        sb_putc(&pg->r_key, '"');
-        sb_sep(&pg->r_start), sb_int(&pg->r_start, res->window_start_ms);
-        sb_sep(&pg->r_end), sb_int(&pg->r_end, res->window_end_ms);
-        sb_sep(&pg->r_sum), sb_int(&pg->r_sum, res->sum);
-        sb_sep(&pg->r_count), sb_int(&pg->r_count, res->count);
-        pg->nresults++;
+        pg->rows[pg->nresults++] = (pg_row_t){pg->keys.len, res->key_len, res->window_start_ms,
+                                              res->window_end_ms, res->sum, res->count};
+        sb_puts(&pg->keys, res->key, res->key_len);
+}
+
+/* The five arrays of the upsert for rows [from, from + n). */
+static void build_chunk(rill_pgsink_t *pg, size_t from, size_t n) {
+        sbuf_t *bufs[] = {&pg->r_key, &pg->r_start, &pg->r_end, &pg->r_sum, &pg->r_count};
+        for (size_t i = 0; i < sizeof(bufs) / sizeof(*bufs); i++)
+                sb_reset(bufs[i]);
+        for (size_t i = from; i < from + n; i++) {
+                const pg_row_t *r = &pg->rows[i];
+                const char *key = pg->keys.p + r->key_off;
+                sb_sep(&pg->r_key);
+                sb_putc(&pg->r_key, '"');
+                for (size_t j = 0; j < r->key_len; j++) {
+                        if (key[j] == '"' || key[j] == '\\')
+                                sb_putc(&pg->r_key, '\\');
+                        sb_putc(&pg->r_key, key[j]);
+                }
+                sb_putc(&pg->r_key, '"');
+                sb_sep(&pg->r_start), sb_int(&pg->r_start, r->start);
+                sb_sep(&pg->r_end), sb_int(&pg->r_end, r->end);
+                sb_sep(&pg->r_sum), sb_int(&pg->r_sum, r->sum);
+                sb_sep(&pg->r_count), sb_int(&pg->r_count, r->count);
+        }
+}
+
+/* Upsert the queued results in chunks of at most pg->chunk_rows, inside the
+ * caller's transaction. A chunk cancelled by the statement timeout (57014)
+ * fails this attempt -- the transaction is lost with it, and retrying here
+ * would stretch this attempt past the Kafka transaction timeout -- and
+ * halves the chunk for the next attempt, which the caller makes with the
+ * same rows: at most log2(RILL_PGSINK_CHUNK_ROWS) attempts until one row per
+ * statement. A commit whose full chunks all took under a quarter of the
+ * statement timeout doubles the chunk again (up to the maximum), so a
+ * passing slowdown does not shrink it for good. */
+static int upsert_results(rill_pgsink_t *pg, int64_t *slowest_full, char *errstr,
+                          size_t errstr_size) {
+        size_t chunk = pg->chunk_rows, n = pg->nresults;
+        for (size_t from = 0; from < n; from += chunk) {
+                size_t m = n - from < chunk ? n - from : chunk;
+                build_chunk(pg, from, m);
+                const char *params[] = {sb_array(&pg->r_key), sb_array(&pg->r_start),
+                                        sb_array(&pg->r_end), sb_array(&pg->r_sum),
+                                        sb_array(&pg->r_count)};
+                int64_t t0 = now_ms();
+                PGresult *r = pg_exec(pg, pg->upsert_sql, 5, params, PGRES_COMMAND_OK,
+                                      "results upsert", errstr, errstr_size);
+                if (!r) {
+                        if (strcmp(pg->sqlstate, "57014"))
+                                return -1;
+                        size_t len = strlen(errstr);
+                        if (m > 1) {
+                                pg->chunk_rows = m / 2;
+                                snprintf(errstr + len, errstr_size - len,
+                                         " (rows %zu-%zu of %zu in one statement, statement_timeout "
+                                         "%lld ms): the next attempt writes at most %zu rows per "
+                                         "statement",
+                                         from + 1, from + m, n, (long long)pg->statement_timeout_ms,
+                                         pg->chunk_rows);
+                        } else {
+                                snprintf(errstr + len, errstr_size - len,
+                                         " (a single row, statement_timeout %lld ms; hint: look "
+                                         "for locks, triggers or load on the table, or raise "
+                                         "statement_timeout in pg.dsn options)",
+                                         (long long)pg->statement_timeout_ms);
+                        }
+                        return -1;
+                }
+                PQclear(r);
+                int64_t took = now_ms() - t0;
+                if (m == chunk && took > *slowest_full)
+                        *slowest_full = took;
+        }
+        return 0;
 }
 
 void rill_pgsink_add_progress(rill_pgsink_t *pg, const char *topic, int32_t partition,
@@ -294,11 +556,15 @@ void rill_pgsink_clear(rill_pgsink_t *pg) {
                           &pg->p_topic, &pg->p_part, &pg->p_off, &pg->p_epoch};
         for (size_t i = 0; i < sizeof(bufs) / sizeof(*bufs); i++)
                 sb_reset(bufs[i]);
+        sb_reset(&pg->keys);
         pg->nresults = pg->nprogress = 0;
 }
 
+size_t rill_pgsink_chunk_rows(const rill_pgsink_t *pg) { return pg->chunk_rows; }
+
 int rill_pgsink_commit(rill_pgsink_t *pg, char *errstr, size_t errstr_size) {
         int rc = -1;
+        int64_t slowest_full = -1;
         PGresult *r = NULL;
         if (!pg->nresults && !pg->nprogress) {
                 rill_pgsink_clear(pg);
@@ -326,25 +592,22 @@ int rill_pgsink_commit(rill_pgsink_t *pg, char *errstr, size_t errstr_size) {
                                  "fenced in Postgres: %ld of %zu partitions have a newer epoch "
                                  "(another worker owns them now)",
                                  (long)pg->nprogress - updated, pg->nprogress);
-                        PQclear(PQexec(pg->conn, "ROLLBACK"));
+                        char ignored[256];
+                        pg_cmd(pg, "ROLLBACK", "rollback", ignored, sizeof(ignored));
                         rc = 1;
                         goto done;
                 }
         }
-        if (pg->nresults) {
-                const char *params[] = {sb_array(&pg->r_key), sb_array(&pg->r_start),
-                                        sb_array(&pg->r_end), sb_array(&pg->r_sum),
-                                        sb_array(&pg->r_count)};
-                r = pg_exec(pg, pg->upsert_sql, 5, params, PGRES_COMMAND_OK, "results upsert",
-                            errstr, errstr_size);
-                if (!r)
-                        goto done;
-                PQclear(r);
-        }
+        if (upsert_results(pg, &slowest_full, errstr, errstr_size))
+                goto done;
         rill_fault("before_pg_commit");
         if (pg_cmd(pg, "COMMIT", "commit", errstr, errstr_size))
                 goto done;
         rill_fault("after_pg_commit");
+        if (slowest_full >= 0 && slowest_full * 4 < pg->statement_timeout_ms &&
+            pg->chunk_rows < RILL_PGSINK_CHUNK_ROWS)
+                pg->chunk_rows = pg->chunk_rows * 2 < RILL_PGSINK_CHUNK_ROWS ? pg->chunk_rows * 2
+                                                                           : RILL_PGSINK_CHUNK_ROWS;
         rc = 0;
 done:
         rill_pgsink_clear(pg);

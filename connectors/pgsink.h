@@ -13,6 +13,24 @@
  * since: the whole SQL transaction rolls back and the caller is fenced.
  * Results are an idempotent upsert, so a replay after a crash between the
  * Postgres and the Kafka commit writes the same rows again.
+ *
+ * Timeouts. Every Postgres wait is shorter than the Kafka transaction the
+ * commit runs in (transaction.timeout.ms, 10 s by default), so a server or
+ * network that stops answering fails the commit cycle instead of hanging it,
+ * and the orphaned server session cannot keep the progress rows locked:
+ *   client (libpq keywords; the DSN or PGCONNECT_TIMEOUT wins):
+ *     connect_timeout=5 (s), keepalives=1, keepalives_idle=5 (s),
+ *     keepalives_interval=1 (s), keepalives_count=3, tcp_user_timeout=5000 (ms),
+ *     and no answer waited for longer than statement_timeout + 2 s (7 s);
+ *   server (-c options; the user's own options, in the DSN or PGOPTIONS, win):
+ *     statement_timeout=5000, lock_timeout=3000,
+ *     idle_in_transaction_session_timeout=5000, tcp_keepalives_idle=5,
+ *     tcp_keepalives_interval=1, tcp_keepalives_count=3, tcp_user_timeout=5000.
+ * Whoever lowers transaction.timeout.ms below 8 s should lower these too.
+ *
+ * Results are upserted in statements of at most RILL_PGSINK_CHUNK_ROWS rows,
+ * all in the commit's one transaction. A statement cancelled by the statement
+ * timeout fails the commit and halves the chunk for the next one.
  */
 #ifndef RILL_PGSINK_H
 #define RILL_PGSINK_H
@@ -49,11 +67,23 @@ void rill_pgsink_add_progress(rill_pgsink_t *pg, const char *topic, int32_t part
 size_t rill_pgsink_pending_results(const rill_pgsink_t *pg);
 
 /** Write everything queued in one transaction, then clear the queue.
+ *  Bounded: each statement waits at most statement_timeout + 2 s.
  *  @returns 0 committed, 1 fenced (nothing written), -1 error (nothing
- *  written; the connection is reset on the next call). */
+ *  written, or, when the COMMIT got no answer, possibly everything: the
+ *  replay upserts the same rows; the connection is reset on the next call).
+ *  After a statement timeout the caller should queue the same rows again:
+ *  the next call writes them in smaller statements.
+ *  @locality owning thread. */
 int rill_pgsink_commit(rill_pgsink_t *pg, char *errstr, size_t errstr_size);
 
 /** Drop what is queued. */
 void rill_pgsink_clear(rill_pgsink_t *pg);
+
+/** Most results per upsert statement at first; halved after a statement
+ *  timeout, down to 1. */
+#define RILL_PGSINK_CHUNK_ROWS 5000
+
+/** The current most results per upsert statement (for logs and tests). */
+size_t rill_pgsink_chunk_rows(const rill_pgsink_t *pg);
 
 #endif

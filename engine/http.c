@@ -7,14 +7,26 @@
  *   GET /metrics   Prometheus text format
  *   GET /query?key=K  the committed windows of key K held by this process
  *                  (interactive queries): 200 with JSON, 404 when another
- *                  process owns the key's partition
+ *                  process owns the key's partition, 400 for a missing or
+ *                  too long key, 503 (Retry-After) when too many queries run
  *
- * @locality the handler runs on libmicrohttpd's thread. It reads the stream
- * threads' metrics (atomics), the app's fatal slot (under its lock) and, for
- * queries, the task stores under each worker's task lock.
+ * The endpoint is unauthenticated, so a query's cost is bounded and cannot
+ * starve the probes: every connection has its own thread (at most
+ * CONNECTIONS_MAX), at most QUERIES_MAX queries run at once (more are
+ * answered 503 at once), a key is at most RILL_QUERY_KEY_MAX bytes, an answer
+ * holds at most RILL_QUERY_WINDOWS_MAX windows, and a query scans only the
+ * partition that owns the key when that can be derived (see
+ * owning_partition), holding a worker's task lock for one store's scan at a
+ * time. The answer itself is built by rill_query_answer (json.c), a pure
+ * function that is unit-tested and fuzzed: its body is always valid JSON.
+ *
+ * @locality the handler runs on libmicrohttpd's connection threads. It reads
+ * the stream threads' metrics (atomics), the app's fatal slot (under its
+ * lock) and, for queries, the task stores under each worker's task lock.
  */
 #include "internal.h"
 #include "json.h"
+#include "log.h"
 
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -22,33 +34,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CONNECTIONS_MAX 64  /* connection threads; beyond them new connections wait */
+#define QUERIES_MAX 2       /* queries answered at once; more get 503 */
+#define RETRY_AFTER_S "1"
+#define TEXT_MAX (64u << 20) /* /metrics of 64 threads x 2 x 1000s of partitions fits */
+
 struct rill_http {
         struct MHD_Daemon *daemon;
         rill_app_t *app;
+        atomic_int queries; /* queries running now */
 };
 
-/* ---- a growable text buffer ------------------------------------------------------ */
-
-typedef struct tbuf {
-        char *p;
-        size_t len, size;
-} tbuf_t;
-
-static void tb_printf(tbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void tb_printf(tbuf_t *b, const char *fmt, ...) {
-        for (;;) {
-                va_list ap;
-                va_start(ap, fmt);
-                int n = vsnprintf(b->p + b->len, b->size - b->len, fmt, ap);
-                va_end(ap);
-                if (n >= 0 && (size_t)n < b->size - b->len) {
-                        b->len += (size_t)n;
-                        return;
-                }
-                b->size = b->size * 2 + (size_t)(n > 0 ? n : 0) + 256;
-                b->p = realloc(b->p, b->size);
-        }
-}
+typedef rill_jbuf_t tbuf_t;
+#define tb_printf rill_jbuf_printf
 
 #define OFF(field) offsetof(rill_metrics_t, field)
 
@@ -170,35 +168,67 @@ static int metrics(rill_app_t *app, tbuf_t *b) {
         return MHD_HTTP_OK;
 }
 
-static int query(rill_app_t *app, const char *key, tbuf_t *b) {
-        char out[65536] = "", kq[2200];
-        size_t len = 0;
-        int found = 0;
-        if (!key || !*key || strlen(key) > 1024) {
-                tb_printf(b, "{\"error\":\"give the key as /query?key=<key> (at most 1024 bytes)\"}\n");
-                return MHD_HTTP_BAD_REQUEST;
-        }
-        for (int i = 0; i < app->nthreads && app->workers; i++) {
-                int n = rill_worker_query(app->workers[i], key, strlen(key), out, sizeof(out), &len);
-                if (n < 0) {
-                        tb_printf(b, "{\"error\":\"state store read failed\"}\n");
-                        return MHD_HTTP_INTERNAL_SERVER_ERROR;
+/* The repartition partition that holds key, or -1 when it cannot be derived
+ * (then every owned store is scanned). Unkeyed input is repartitioned by this
+ * engine's own producer with librdkafka's default partitioner,
+ * consistent_random: crc32(key) % partitions for a non-empty key, with the
+ * repartition topic checked at startup to have app->partitions partitions.
+ * Keyed input was partitioned by whoever produced it, and a kafka.partitioner
+ * property changes the rule: both are scanned in full. */
+static int32_t owning_partition(rill_app_t *app, const char *key, size_t key_len) {
+        if (app->keyed || !key_len || app->partitions <= 0 ||
+            rill_conf_get(app->conf, "kafka.partitioner"))
+                return -1;
+        /* with a non-empty key the function reads neither the topic nor opaques */
+        return rd_kafka_msg_partitioner_consistent_random(NULL, key, key_len, app->partitions,
+                                                          NULL, NULL);
+}
+
+/* rill_query_lookup_fn over this process's stream threads. */
+static int lookup(void *opaque, const char *key, size_t key_len, rill_qresult_t *res,
+                  char *errstr, size_t errstr_size) {
+        rill_app_t *app = opaque;
+        int32_t p = owning_partition(app, key, key_len);
+        for (int i = 0; i < app->nthreads && app->workers; i++)
+                if (rill_worker_query(app->workers[i], key, key_len, p, res, errstr,
+                                      errstr_size) < 0) {
+                        rill_log(RILL_LOG_ERROR, "query_failed", "thread=%d error=\"%s\"", i,
+                                 errstr);
+                        return -1;
                 }
-                found += n;
+        return 0;
+}
+
+/* *busy is set when the answer is a 503 that the client should retry. */
+static int query(rill_http_t *h, struct MHD_Connection *conn, tbuf_t *b, int *busy) {
+        const char *key = NULL;
+        size_t key_len = 0;
+        if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "key", 3, &key,
+                                          &key_len) != MHD_YES)
+                key = NULL;
+        if (atomic_fetch_add(&h->queries, 1) >= QUERIES_MAX) {
+                atomic_fetch_sub(&h->queries, 1);
+                rill_jbuf_printf(b, "{\"error\":\"busy: %d queries are running, the most this "
+                                    "process answers at once (retry after %s s)\"}\n",
+                                 QUERIES_MAX, RETRY_AFTER_S);
+                *busy = 1;
+                return MHD_HTTP_SERVICE_UNAVAILABLE;
         }
-        rill_json_string(key, strlen(key), kq, sizeof(kq));
-        tb_printf(b, "{\"key\":%s,\"instance\":\"%s\",\"windows\":[%s]}\n", kq, app->process_id, out);
-        return found ? MHD_HTTP_OK : MHD_HTTP_NOT_FOUND;
+        int status = rill_query_answer(key, key_len, h->app->process_id, lookup, h->app, b);
+        atomic_fetch_sub(&h->queries, 1);
+        return status;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state) {
         (void)version, (void)upload, (void)upload_size, (void)state;
-        rill_app_t *app = cls;
-        tbuf_t b = {malloc(4096), 0, 4096};
-        int status;
+        rill_http_t *h = cls;
+        rill_app_t *app = h->app;
+        tbuf_t b;
+        int status, busy = 0;
         const char *type = "text/plain; charset=utf-8";
+        rill_jbuf_init(&b, TEXT_MAX);
         if (strcmp(method, "GET")) {
                 tb_printf(&b, "only GET\n");
                 status = MHD_HTTP_METHOD_NOT_ALLOWED;
@@ -210,14 +240,32 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                 status = metrics(app, &b);
                 type = "text/plain; version=0.0.4";
         } else if (!strcmp(url, "/query")) {
-                status = query(app, MHD_lookup_connection_value(conn, MHD_GET_ARGUMENT_KIND, "key"), &b);
+                b.limit = RILL_QUERY_BODY_MAX;
+                status = query(h, conn, &b, &busy);
                 type = "application/json";
         } else {
                 tb_printf(&b, "not found: try /healthz, /readyz, /metrics, /query?key=\n");
                 status = MHD_HTTP_NOT_FOUND;
         }
+        if (b.failed) { /* out of memory (or a /metrics past TEXT_MAX) */
+                rill_jbuf_free(&b);
+                static const char oom[] = "internal error: cannot build the answer\n";
+                struct MHD_Response *r = MHD_create_response_from_buffer(
+                        sizeof(oom) - 1, (void *)oom, MHD_RESPMEM_PERSISTENT);
+                if (!r)
+                        return MHD_NO;
+                enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, r);
+                MHD_destroy_response(r);
+                return ret;
+        }
         struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
+        if (!r) {
+                rill_jbuf_free(&b);
+                return MHD_NO;
+        }
         MHD_add_response_header(r, "Content-Type", type);
+        if (busy)
+                MHD_add_response_header(r, "Retry-After", RETRY_AFTER_S);
         enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
         MHD_destroy_response(r);
         return ret;
@@ -226,9 +274,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 rill_http_t *rill_http_start(rill_app_t *app, int port, char *errstr, size_t errstr_size) {
         rill_http_t *h = calloc(1, sizeof(*h));
         h->app = app;
-        h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG,
-                                     (uint16_t)port, NULL, NULL, handle, app,
-                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+        atomic_init(&h->queries, 0);
+        /* a thread per connection: a slow query never delays /healthz */
+        h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                                             MHD_USE_ERROR_LOG,
+                                     (uint16_t)port, NULL, NULL, handle, h,
+                                     MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10,
+                                     MHD_OPTION_CONNECTION_LIMIT, (unsigned)CONNECTIONS_MAX,
+                                     MHD_OPTION_END);
         if (!h->daemon) {
                 snprintf(errstr, errstr_size,
                          "cannot listen for HTTP on port %d (hint: is the port in use? set "

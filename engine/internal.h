@@ -13,6 +13,7 @@
 #define RILL_INTERNAL_H
 
 #include "rill.h"
+#include "json.h"
 #include "pgsink.h"
 #include "restore.h"
 #include "wstore.h"
@@ -127,11 +128,13 @@ rill_restorer_t *rill_worker_restorer(rill_worker_t *w);
 rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t errstr_size);
 void rill_worker_destroy(rill_worker_t *w);
 pthread_t *rill_worker_thread(rill_worker_t *w);
-/** Append to out (a JSON array body, comma-separated objects) the committed
- *  windows of key held by this worker's tasks. @returns how many were found,
- *  -1 on a store error. @locality any thread (takes the task lock). */
-int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, char *out, size_t size,
-                      size_t *len);
+/** Append to res (at most res->max, then res->truncated) the committed
+ *  windows of key held by this worker's aggregation tasks: of partition only,
+ *  or of every partition when partition < 0. @returns how many were added,
+ *  -1 on a store error (errstr). @locality any thread (takes the task lock
+ *  around each store's scan, one store at a time). */
+int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, int32_t partition,
+                      rill_qresult_t *res, char *errstr, size_t errstr_size);
 /** Thread entry point. @locality its own stream thread. */
 void *rill_worker_main(void *arg);
 

@@ -85,35 +85,35 @@ rill_pgsink_t *rill_worker_pg(rill_worker_t *w) { return w->pg; }
 rill_restorer_t *rill_worker_restorer(rill_worker_t *w) { return w->restorer; }
 pthread_t *rill_worker_thread(rill_worker_t *w) { return &w->thread; }
 
-int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, char *out, size_t size,
-                      size_t *len) {
+int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, int32_t partition,
+                      rill_qresult_t *res, char *errstr, size_t errstr_size) {
         int found = 0;
-        char errstr[256];
-        pthread_mutex_lock(&w->tasks_lock);
-        for (int p = 0; p < w->app->partitions && found >= 0; p++) {
-                rill_task_t *t = w->agg[p];
-                if (!t || !t->store)
-                        continue;
+        int32_t first = partition < 0 ? 0 : partition;
+        int32_t last = partition < 0 ? w->app->partitions - 1 : partition;
+        for (int32_t p = first; p <= last && p < w->app->partitions && !res->truncated; p++) {
+                /* The lock only keeps the store open during its own scan: a
+                 * rebalance waits for one scan at most, never for a whole query. */
                 rill_wlist_t l = {0};
-                if (rill_wstore_scan_key(t->store, key, key_len, &l, errstr, sizeof(errstr))) {
-                        found = -1;
-                        break;
-                }
-                for (size_t i = 0; i < l.cnt; i++) {
-                        int n = snprintf(out + *len, size - *len,
-                                         "%s{\"partition\":%d,\"window_start_ms\":%lld,"
-                                         "\"window_end_ms\":%lld,\"sum\":%lld,\"count\":%lld}",
-                                         *len ? "," : "", p, (long long)l.v[i].wstart,
-                                         (long long)(l.v[i].wstart + w->app->window_ms),
-                                         (long long)l.v[i].agg.sum, (long long)l.v[i].agg.count);
-                        if (n > 0 && (size_t)n < size - *len) {
-                                *len += (size_t)n;
-                                found++;
+                int rc = 0;
+                pthread_mutex_lock(&w->tasks_lock);
+                rill_task_t *t = w->agg[p];
+                if (t && t->store)
+                        rc = rill_wstore_scan_key(t->store, key, key_len, &l, errstr, errstr_size);
+                pthread_mutex_unlock(&w->tasks_lock);
+                for (size_t i = 0; !rc && i < l.cnt; i++) {
+                        if (res->cnt >= res->max) {
+                                res->truncated = 1;
+                                break;
                         }
+                        res->v[res->cnt++] = (rill_qwindow_t){
+                                p, l.v[i].wstart, l.v[i].wstart + w->app->window_ms,
+                                l.v[i].agg.sum, l.v[i].agg.count};
+                        found++;
                 }
                 rill_wlist_free(&l);
+                if (rc)
+                        return -1;
         }
-        pthread_mutex_unlock(&w->tasks_lock);
         return found;
 }
 

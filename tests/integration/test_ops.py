@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -87,6 +88,54 @@ def test_health_ready_metrics_and_query_on_one_worker():
     lines = [l for l in agg.log().splitlines() if l.startswith("{")]
     assert lines and all(json.loads(l)["level"] in ("debug", "info", "warn", "error") for l in lines)
     assert any(json.loads(l)["event"] == "http_listening" for l in lines)
+
+
+def get_bytes(port, path):
+    """Like get, but the body as bytes (a broken answer must not hide behind a decode error)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def test_query_answers_are_valid_json_for_hostile_keys_and_unkeyed_keys_are_found():
+    # unkeyed input: the worker scans only the partition that owns the key
+    # (crc32 of the key, librdkafka's default partitioner); every seller must
+    # still be found, whichever of the 4 partitions the repartition put it in
+    names = h.app_topics(partitions=4)
+    port = free_port()
+    agg = h.Aggregator(names["app"], "--window-size-ms", str(W), "--http-port", str(port),
+                       input_topic=names["input"], output_topic=names["output"],
+                       table=names["table"]).start().wait_ready()
+    h.wait_until(lambda: get(port, "/readyz")[0] == 200, 30, "readiness")
+    # the review's case: 1,024 control characters escape to 6,146 bytes
+    # (the second one with NUL bytes too: the key is taken with its length)
+    for key in ["\x01" * 1024, "".join(chr(i % 32) for i in range(1024)), '"\\</>' * 200]:
+        code, body = get_bytes(port, "/query?key=" + urllib.parse.quote(key, safe=""))
+        assert code == 404, body[:300]
+        assert body.endswith(b"}\n"), body[-300:]
+        d = json.loads(body.decode("utf-8"))
+        assert d["key"] == key and d["windows"] == [] and d["truncated"] is False, body[:300]
+        assert set(d) == {"key", "instance", "windows", "truncated"}
+    # bytes that are not UTF-8 come back as U+FFFD, still valid JSON
+    code, body = get_bytes(port, "/query?key=%FF%FEx")
+    assert code == 404 and json.loads(body.decode("utf-8"))["key"] == "\ufffd\ufffdx", body
+    code, body = get(port, "/query?key=" + "k" * 1025)
+    assert code == 400 and "1025 bytes, at most 1024" in json.loads(body)["error"], body
+    assert get(port, "/healthz") == (200, "ok\n")
+    base = int(time.time()) - 1
+    sellers = [f"u{i}" for i in range(12)]
+    h.produce(names["input"], [(None, h.event(s, 5, base)) for s in sellers for _ in range(2)])
+    ws = (base * 1000) - (base * 1000) % W
+    parts = set()
+    for s in sellers:
+        d = h.wait_until(lambda: (lambda r: json.loads(r[1]) if r[0] == 200 else None)(
+            get(port, f"/query?key={s}")), 30, f"query {s}")
+        assert [(x["window_start_ms"], x["sum"], x["count"]) for x in d["windows"]] == [(ws, 10, 2)], d
+        parts.add(d["windows"][0]["partition"])
+    assert len(parts) > 1, f"the sellers should spread over the partitions: {parts}"
+    agg.stop()
 
 
 def test_salesctl_query_finds_the_owner_among_workers_and_watch_shows_results():

@@ -613,3 +613,5 @@ done:
         rill_pgsink_clear(pg);
         return rc;
 }
+
+int64_t rill_pgsink_wait_bound_ms(void) { return PG_STATEMENT_TIMEOUT_MS + PG_WAIT_MARGIN_MS; }

@@ -83,6 +83,11 @@ void rill_pgsink_clear(rill_pgsink_t *pg);
  *  timeout, down to 1. */
 #define RILL_PGSINK_CHUNK_ROWS 5000
 
+/** The longest one statement may take with the default settings
+ *  (statement_timeout + the client's margin): the engine checks at startup
+ *  that a Kafka transaction outlives it. @locality any thread. */
+int64_t rill_pgsink_wait_bound_ms(void);
+
 /** The current most results per upsert statement (for logs and tests). */
 size_t rill_pgsink_chunk_rows(const rill_pgsink_t *pg);
 

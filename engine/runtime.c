@@ -200,6 +200,35 @@ done:
         return rc;
 }
 
+/* Every wait inside a Kafka transaction must end before the coordinator
+ * aborts it (transaction.timeout.ms): a transaction stays open for a commit
+ * interval, then the commit cycle waits for deliveries, the offsets, the
+ * Postgres statements and the commit. The cycle itself is bounded by the
+ * transaction's deadline (worker.c); what a user's settings can contradict
+ * is checked here, before anything starts. */
+static int check_timeouts(rill_app_t *app, char *errstr, size_t errstr_size) {
+        int64_t ttl = rill_conf_get_int(app->conf, "transaction.timeout.ms");
+        if (app->commit_ms * 2 > ttl) {
+                snprintf(errstr, errstr_size,
+                         "commit.interval.ms (%lld) must be at most half of transaction.timeout.ms "
+                         "(%lld): a transaction stays open for a commit interval and must still "
+                         "commit before the coordinator aborts it (hint: raise "
+                         "--transaction-timeout-ms or lower --commit-interval-ms)",
+                         (long long)app->commit_ms, (long long)ttl);
+                return -1;
+        }
+        int64_t pg = rill_pgsink_wait_bound_ms();
+        if (app->pgspec.dsn && *app->pgspec.dsn && app->commit_ms + pg >= ttl) {
+                snprintf(errstr, errstr_size,
+                         "transaction.timeout.ms (%lld) must exceed commit.interval.ms (%lld) plus "
+                         "the Postgres statement bound (%lld ms): the Postgres write runs inside the "
+                         "Kafka transaction (hint: raise --transaction-timeout-ms)",
+                         (long long)ttl, (long long)app->commit_ms, (long long)pg);
+                return -1;
+        }
+        return 0;
+}
+
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
 rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *errstr,
@@ -248,6 +277,8 @@ rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *e
         }
         if (app->pgspec.dsn && *app->pgspec.dsn &&
             rill_pgsink_check_dsn(app->pgspec.dsn, errstr, errstr_size))
+                goto fail;
+        if (check_timeouts(app, errstr, errstr_size))
                 goto fail;
         if (prepare_state_dir(app, errstr, errstr_size) ||
             prepare_topics(app, errstr, errstr_size))

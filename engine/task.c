@@ -153,6 +153,15 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                 orig = p + RILL_REPART_HDR;
                 orig_len = m->len - RILL_REPART_HDR;
         }
+        if (!rill_event_time_valid(ev.ts_ms)) {
+                /* whatever the extract function accepted: a time outside
+                 * years 1..9999 would overflow window arithmetic and push
+                 * stream time past every later record */
+                snprintf(rej.reason, sizeof(rej.reason), "invalid_timestamp");
+                snprintf(rej.detail, sizeof(rej.detail),
+                         "event time %lld ms is outside years 1 to 9999", (long long)ev.ts_ms);
+                return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr, errstr_size);
+        }
         if (ev.ts_ms > t->stream_time)
                 t->stream_time = ev.ts_ms;
         t->last_activity_ms = rill_worker_batch_mono_ms(w);

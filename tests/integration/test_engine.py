@@ -221,6 +221,9 @@ def test_bad_flags_and_unreachable_servers_fail_with_one_line():
           "--state-dir", "/tmp/rill-flagtest"], 1, "no-such-topic-zz"),
         ([exe, "--bootstrap-servers", "127.0.0.1:1", "--pg-dsn", h.PG_DSN, "--state-dir", "/tmp/rill-flagtest2"],
          1, "cannot reach Kafka"),
+        # timeouts that contradict each other (review finding 9)
+        ([exe, "--pg-dsn", h.PG_DSN, "--commit-interval-ms", "6000"], 1, "at most half of transaction.timeout.ms"),
+        ([exe, "--pg-dsn", h.PG_DSN, "--transaction-timeout-ms", "6000"], 1, "Postgres statement bound"),
     ]
     for args, code, needle in cases:
         rc, out, err = h.run_program(args, timeout=60)

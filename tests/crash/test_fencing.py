@@ -66,16 +66,35 @@ def test_zombie_closing_windows_by_idle_advance_is_fenced_without_postgres():
 
 
 def test_zombie_with_a_deferred_epoch_does_not_fence_the_real_owner():
+    # The zombie is assigned a partition while Postgres is away for it, so
+    # its epoch is deferred. Its thread then stalls while closing a window
+    # (fault point, past max.poll.interval.ms): it leaves the group, the
+    # owner takes the partition back with a new epoch and commits. When the
+    # stalled thread goes on, it must not take an epoch newer than the
+    # owner's (it did: the owner was then refused by Postgres forever).
     names = h.app_topics(partitions=2)
     window = 60000
     base = h.aligned_base(window, minutes_ago=30)
-    flags = ("--input-keyed", "--window-size-ms", str(window), "--grace-ms", "0")
+    flags = ("--input-keyed", "--window-size-ms", str(window), "--grace-ms", "0",
+             "-X", "max.poll.interval.ms=7000")
     proxy = h.TcpProxy("127.0.0.1", int(h.PG_DSN.split("port=")[1].split()[0]))
     owner = h.Aggregator(names["app"], *flags, input_topic=names["input"],
                          output_topic=names["output"], table=names["table"]).start().wait_ready()
     zombie = h.Aggregator(names["app"], *flags, input_topic=names["input"],
                           output_topic=names["output"], table=names["table"],
-                          pg_dsn=proxy.dsn(h.PG_DSN), env_extra=proxy.pg_env())
+                          pg_dsn=proxy.dsn(h.PG_DSN),
+                          env_extra={**proxy.pg_env(), "RILL_FAULT": "closing_windows",
+                                     "RILL_FAULT_PAUSE_MS": "15000"})
+
+    def send(windows):
+        # per partition p, seller sp: 3 records in each window of windows
+        evs = [("s%d" % p, 10 + i + 100 * k, (base + k * window) // 1000 + i)
+               for k in windows for p in range(2) for i in range(3)]
+        for p in range(2):
+            h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in evs
+                                       if s == "s%d" % p], partition=p)
+        return evs
+
     try:
         zombie.start()
         # Postgres goes away for the zombie between its start and its
@@ -85,30 +104,20 @@ def test_zombie_with_a_deferred_epoch_does_not_fence_the_real_owner():
         h.wait_until(lambda: "epoch_deferred" in zombie.log() or zombie.proc.poll() is not None,
                      60, "the zombie's assignment with Postgres away")
         assert zombie.proc.poll() is None, zombie.log()[-3000:]
-        zombie.signal(signal.SIGSTOP)
         proxy.heal()
-        # records for both partitions while the zombie is frozen; the owner
-        # takes the zombie's partition back after the session timeout
-        events = [("s%d" % p, 10 + i, base // 1000 + i) for p in range(2) for i in range(5)]
-        h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in events[:5]], partition=0)
-        h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in events[5:]], partition=1)
-        h.wait_until(lambda: owner.log().count("partitions_assigned") >= 3, 60,
-                     "the owner to take the zombie's partition")
-        zombie.signal(signal.SIGCONT)            # wakes up, still believing it owns p
-        time.sleep(6)
-        zombie.kill()
-        # The real owner keeps committing to Postgres: a window closes in
-        # each partition (the next window's records move stream time past it)
-        later = [("s%d" % p, 1, (base + window) // 1000 + 1) for p in range(2)]
-        h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in later[:1]], partition=0)
-        h.produce(names["input"], [(s.encode(), h.event(s, a, t)) for s, a, t in later[1:]], partition=1)
-        want = {k: (v[0], v[1]) for k, v in h.truth([(s, a, t * 1000) for s, a, t in events], window).items()}
+        events = send([0, 1])            # window 1's records close window 0
+        h.wait_until(lambda: "fault_fired" in zombie.log(), 30, "the zombie's stall")
+        h.wait_until(lambda: "event=commit_failed" in zombie.log() or "event=commit " in zombie.log(),
+                     40, "the stalled zombie to go on after the owner took its partition", interval=0.05)
+        zombie.kill()    # before it rejoins: the owner keeps the partition and its epoch
+        events += send([2])              # window 2 closes window 1
+        want = h.truth([(s, a, t * 1000) for s, a, t in events], window,
+                       closed_before_ms=base + 2 * window)
         h.wait_until(lambda: {k: (v[0], v[1]) for k, v in h.pg_results(names["table"]).items()} == want,
                      45, f"the owner's results in Postgres ({want}); owner log tail:\n"
                          + "\n".join(owner.log().splitlines()[-15:]))
         assert owner.log().count("fenced in Postgres") <= 1, owner.log()[-3000:]
     finally:
-        zombie.signal(signal.SIGCONT)
         zombie.kill()
         owner.stop()
         proxy.close()

@@ -54,6 +54,9 @@ typedef struct rill_task {
         int64_t first_uncommitted; /* first offset consumed since last commit, -1 none */
         int64_t next_offset;       /* last processed + 1, -1 none */
         int64_t committed_offset;  /* next_offset at the last commit, -1 unknown */
+        int64_t eof_offset;        /* fetch position at the last partition EOF (steps
+                                    * over transaction markers), -1 none since the
+                                    * last rewind */
         int64_t records_since_commit;
         /* aggregation tasks only */
         rill_wstore_t *store;

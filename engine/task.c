@@ -336,6 +336,7 @@ int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
 
 int64_t rill_task_abort(rill_task_t *t) {
         int64_t rewind = t->first_uncommitted;
+        t->eof_offset = -1; /* the consumer is rewound: the end must be seen again */
         t->first_uncommitted = -1;
         t->next_offset = t->committed_offset;
         t->records_since_commit = 0;

@@ -376,6 +376,8 @@ static int64_t task_position(rill_worker_t *w, rill_task_t *t) {
  * another task's restore) with this partition's backlog queued. */
 static int task_caught_up(rill_worker_t *w, rill_task_t *t) {
         int64_t pos = task_position(w, t), lo, hi;
+        if (t->eof_offset > pos) /* the fetcher stepped over markers to get there */
+                pos = t->eof_offset;
         char errstr[256];
         if (pos < 0 || rill_restorer_end_offsets(w->restorer, t->topic, t->partition, 2000, &lo,
                                                  &hi, errstr, sizeof(errstr)))
@@ -587,6 +589,7 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
                 t->topic = src || w->app->keyed ? w->app->input_topic : w->app->repartition_topic;
                 t->partition = p;
                 t->first_uncommitted = t->next_offset = t->committed_offset = -1;
+                t->eof_offset = -1;
                 t->stream_time = t->committed_stream_time = INT64_MIN;
                 int mslot = (t->kind == RILL_TASK_AGG ? w->app->partitions : 0) + p;
                 if (t->kind == RILL_TASK_AGG) {
@@ -759,7 +762,7 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
                              "enable.auto.offset.store", "false",
                              "isolation.level", "read_committed",
                              "auto.offset.reset", "earliest",
-                             "enable.partition.eof", "false",
+                             "enable.partition.eof", "true", /* see task_caught_up */
                              NULL};
         if (set_all(cc, ckv, errstr, errstr_size))
                 goto fail_cc;
@@ -940,7 +943,14 @@ static void run_loop(rill_worker_t *w) {
                                 w->empty_polls++;
                                 break;
                         }
-                        if (m->err) {
+                        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                                /* the fetch position at the end of the partition:
+                                 * the idle rule's proof of being caught up */
+                                rill_task_t **slot =
+                                    task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
+                                if (slot && *slot)
+                                        (*slot)->eof_offset = m->offset;
+                        } else if (m->err) {
                                 rill_log(RILL_LOG_WARN, "consumer_error", "thread=%s error=\"%s\"",
                                          w->name, rd_kafka_message_errstr(m));
                         } else {

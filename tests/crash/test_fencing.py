@@ -121,3 +121,40 @@ def test_zombie_with_a_deferred_epoch_does_not_fence_the_real_owner():
         zombie.kill()
         owner.stop()
         proxy.close()
+
+
+def test_idle_advance_waits_for_records_behind_an_open_transaction():
+    # A producer holds a transaction with records of window W open for
+    # longer than idle.timeout.ms. The read_committed consumer cannot read
+    # past it, so the task processes nothing for a while although its
+    # partition has records: that is not idle. An advance to wall-clock time
+    # made those records late (review finding 5); idle now means that the
+    # position is at the end of the log (read_uncommitted high watermark).
+    from confluent_kafka import Producer
+    names = h.app_topics(partitions=1)
+    window = 60000
+    base = h.aligned_base(window, minutes_ago=30)
+    agg = h.Aggregator(names["app"], "--input-keyed", "--window-size-ms", str(window), "--grace-ms", "0",
+                       "--idle-timeout-ms", "2000", input_topic=names["input"],
+                       output_topic=names["output"], table=names["table"])
+    try:
+        agg.start().wait_ready()
+        p = Producer({"bootstrap.servers": h.BOOTSTRAP, "transactional.id": h.uniq("slow-producer"),
+                      "transaction.timeout.ms": 60000})
+        p.init_transactions(30)
+        p.begin_transaction()
+        second = [("s1", 100, base // 1000 + 10 + i) for i in range(3)]
+        for e in second:
+            p.produce(names["input"], key=b"s1", value=h.event(*e), partition=0)
+        p.flush(30)
+        first = [("s1", 7, base // 1000 + i) for i in range(3)]
+        h.produce(names["input"], [(b"s1", h.event(*e)) for e in first])  # behind the open one
+        time.sleep(7)                    # > idle.timeout.ms, with the transaction open
+        p.commit_transaction(30)
+        h.wait_until(lambda: h.results(names["output"]), 60, "the window to close by idle advance")
+        got = h.as_truth(h.results(names["output"]))
+        dead = h.dlq(names["input"] + "-dlq")
+        assert not dead, f"dead letters: {[(d['reason'], d['detail']) for d in dead]}"
+        assert got == {("s1", base): (321, 6)}, got
+    finally:
+        agg.stop()

@@ -136,6 +136,21 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                 if (app->topo.extract(app->topo.opaque, &raw, &ev, &rej))
                         return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
                                                        errstr_size);
+                /* Keyed input is trusted to be partitioned by the aggregation
+                 * key: a record whose key is not its aggregation key may sit in
+                 * another partition than its key's other records, and two tasks
+                 * would then own one window (two partial results in Kafka, one
+                 * Postgres statement upserting a row twice). */
+                if (!m->key || m->key_len != ev.key_len || memcmp(m->key, ev.key, ev.key_len)) {
+                        snprintf(rej.reason, sizeof(rej.reason), "key_mismatch");
+                        snprintf(rej.detail, sizeof(rej.detail),
+                                 "--input-keyed: the record key (%zu bytes) is not its "
+                                 "aggregation key (%zu bytes); produce with the seller id as "
+                                 "key, or run without --input-keyed",
+                                 m->key ? m->key_len : 0, ev.key_len);
+                        return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
+                                                       errstr_size);
+                }
         } else {
                 const unsigned char *p = m->payload;
                 if (m->len < RILL_REPART_HDR || p[0] != 1 || !m->key || !m->key_len) {

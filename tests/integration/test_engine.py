@@ -94,6 +94,33 @@ def test_keyed_input_skips_repartition():
     assert agg.stop() == 0
 
 
+def test_keyed_input_with_a_key_that_is_not_the_seller_is_dead_lettered():
+    # --input-keyed trusts the producer to partition by seller. A record of
+    # seller s1 keyed otherwise lands in another partition than s1's other
+    # records: two tasks (here of one thread) would own one window, and one
+    # Postgres statement would upsert its row twice, which Postgres refuses
+    # on every retry (review finding 6). It is dead-lettered instead.
+    names = h.app_topics(partitions=2)
+    base = h.aligned_base(W)
+    good = [("s1", 10 + i, base + i * 100) for i in range(5)]
+    bad = [("s1", 1000, base + 50), ("s2", 2000, base + 60)]
+    agg = start(names, "--input-keyed")
+    h.produce(names["input"], [(b"s1", h.event(s, a, t // 1000)) for s, a, t in good], partition=0)
+    h.produce(names["input"], [(b"not-s1", h.event(*bad[0][:2], bad[0][2] // 1000)),
+                               (None, h.event(*bad[1][:2], bad[1][2] // 1000))], partition=1)
+    time.sleep(1)
+    # both partitions close their windows in the same commit cycle
+    end_ts = base + 3 * W
+    h.produce(names["input"], [(b"s1", h.event("s1", 1, end_ts // 1000))], partition=0)
+    h.produce(names["input"], [(b"s2", h.event("s2", 1, end_ts // 1000))], partition=1)
+    check(names, good, close_before_ms=end_ts - W - G)
+    dead = h.wait_until(lambda: (lambda d: d if len(d) >= 2 else None)(h.dlq(names["input"] + "-dlq")), 30,
+                        "the two mismatched records in the dead-letter topic")
+    assert sorted(d["reason"] for d in dead) == ["key_mismatch", "key_mismatch"], dead
+    assert all("--input-keyed" in d["detail"] for d in dead)
+    assert agg.stop() == 0
+
+
 def test_late_events_go_to_dlq_and_out_of_order_within_grace_counts():
     names = h.app_topics(partitions=1)
     base = h.aligned_base(W) // 1000

@@ -30,6 +30,39 @@
 
 /* ---- store lifecycle ------------------------------------------------------------ */
 
+/* After a restore, every window that the restored stream time has closed
+ * was emitted by whoever closed it, in the transaction that also wrote that
+ * stream time. Such a window can only be in the store because its tombstone
+ * is gone: a store restored from an old offset after the changelog's
+ * compaction removed tombstones (delete.retention.ms), which leaves the
+ * stale partial value behind. Emitting it again would overwrite the real
+ * result; so it is deleted, without output, directly in RocksDB (at the same
+ * changelog offset: a later restore from the start drops it the same way).
+ * @returns 0 or -1 (errstr). */
+static int drop_closed_windows(rill_worker_t *w, rill_task_t *t, char *errstr,
+                               size_t errstr_size) {
+        rill_app_t *app = rill_worker_app(w);
+        if (t->stream_time == INT64_MIN)
+                return 0;
+        int64_t bound = rill_window_close_bound(app->window_ms, app->grace_ms, t->stream_time);
+        rill_wlist_t stale = {0};
+        if (rill_wstore_closed(t->store, bound, &stale, errstr, errstr_size))
+                return -1;
+        if (!stale.cnt) {
+                rill_wlist_free(&stale);
+                return 0;
+        }
+        for (size_t i = 0; i < stale.cnt; i++)
+                rill_wstore_delete(t->store, stale.v[i].wstart, stale.v[i].key, stale.v[i].key_len);
+        rill_log(RILL_LOG_WARN, "stale_windows_dropped",
+                 "partition=%d windows=%zu first_window_start=%lld stream_time=%lld "
+                 "reason=closed_before_restore_without_tombstone",
+                 t->partition, stale.cnt, (long long)stale.v[0].wstart, (long long)t->stream_time);
+        rill_wlist_free(&stale);
+        return rill_wstore_apply(t->store, rill_wstore_changelog_offset(t->store), t->stream_time,
+                                 errstr, errstr_size);
+}
+
 int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
         rill_app_t *app = rill_worker_app(w);
         char dir[1024], identity[600];
@@ -66,6 +99,8 @@ int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t 
         }
         t->stream_time = t->committed_stream_time = rill_wstore_stream_time(t->store);
         t->closed_bound = t->committed_closed_bound = INT64_MIN;
+        if (drop_closed_windows(w, t, errstr, errstr_size))
+                return -1;
         t->changelog_next = -1;
         t->last_activity_ms = rill_now_mono_ms();
         return 0;

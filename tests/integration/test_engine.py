@@ -121,6 +121,46 @@ def test_keyed_input_with_a_key_that_is_not_the_seller_is_dead_lettered():
     assert agg.stop() == 0
 
 
+def _wkey(wstart, key):
+    import struct
+    return struct.pack(">Q", (wstart & 0xFFFFFFFFFFFFFFFF) ^ (1 << 63)) + key
+
+
+def _agg(total, count, first, last):
+    import struct
+    return b"\x94" + b"".join(b"\xd3" + struct.pack(">q", v) for v in (total, count, first, last))
+
+
+def test_restore_drops_windows_closed_before_it_without_emitting_them():
+    # A changelog whose tombstone of a closed window was compacted away (as
+    # after delete.retention.ms): the window's stale partial value is still
+    # there, and the stream time record says it is closed. Restoring it and
+    # emitting it at the first flush overwrote the real result (review
+    # finding 2); it is dropped instead, and open windows stay.
+    import struct
+    names = h.app_topics(partitions=1)
+    base = h.aligned_base(W)
+    changelog = f"{names['app']}-sales-windows-changelog"
+    h.create_topics({changelog: 1}, config={"cleanup.policy": "compact"})
+    stream_time = base + 5 * W
+    h.produce(changelog, [
+        (_wkey(base, b"s1"), _agg(5, 1, base, base)),                  # closed: stale
+        (_wkey(base + 5 * W, b"s1"), _agg(7, 1, stream_time, stream_time)),  # open
+        (b"\x01", struct.pack(">q", stream_time)),
+    ], partition=0)
+    agg = start(names, "--input-keyed")
+    # one more record in the open window makes the task commit (and flush)
+    h.produce(names["input"], [(b"s1", h.event("s1", 3, stream_time // 1000))], partition=0)
+    h.wait_consumed(names["app"], [names["input"]], timeout=30)
+    # then a record that closes the open window
+    h.produce(names["input"], [(b"s1", h.event("s1", 1, (stream_time + 3 * W) // 1000))], partition=0)
+    got = h.wait_until(lambda: h.as_truth(h.results(names["output"])), 30, "the open window's result")
+    assert got == {("s1", base + 5 * W): (10, 2)}, got
+    assert ("s1", base) not in h.pg_results(names["table"])
+    assert "stale_windows_dropped" in agg.log()
+    assert agg.stop() == 0
+
+
 def test_late_events_go_to_dlq_and_out_of_order_within_grace_counts():
     names = h.app_topics(partitions=1)
     base = h.aligned_base(W) // 1000

@@ -26,7 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RESULT_BUF 2048
+/* A result's output value is sized from its key: an escaped key byte takes
+ * at most 6 bytes (\u00XX), the rest of a record is a few hundred bytes.
+ * An application's format that still does not fit gets doubling buffers up
+ * to RESULT_MAX; past that the result goes to the dead-letter topic. */
+#define RESULT_FIXED 1024
+#define RESULT_MAX (1 << 20)
 
 /* ---- store lifecycle ------------------------------------------------------------ */
 
@@ -308,6 +313,51 @@ static void produce_change(void *opaque, int64_t wstart, const char *key, size_t
                                     c->errstr_size);
 }
 
+/* Format a closed window and produce it to the output topic.
+ * @returns 0 emitted, 1 dead-lettered (the format cannot fit it), -1 error. */
+static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
+                       size_t errstr_size) {
+        rill_app_t *app = rill_worker_app(w);
+        size_t size = res->key_len * 6 + RESULT_FIXED, n = 0;
+        char *buf = NULL;
+        for (; size <= RESULT_MAX; size *= 2) {
+                free(buf);
+                buf = malloc(size);
+                if ((n = app->topo.format(app->topo.opaque, res, buf, size)))
+                        break;
+        }
+        int rc;
+        if (n) {
+                rc = rill_worker_produce(w, RILL_OUT_OUTPUT, RD_KAFKA_PARTITION_UA, res->key,
+                                         res->key_len, buf, n, NULL, NULL, errstr, errstr_size);
+        } else {
+                /* the window is not lost: its figures go to the dead-letter
+                 * topic, keyed by its key, with the reason */
+                char v[200], ws[24];
+                int vl = snprintf(v, sizeof(v),
+                                  "{\"window_start_ms\":%lld,\"window_end_ms\":%lld,\"sum\":%lld,"
+                                  "\"count\":%lld}",
+                                  (long long)res->window_start_ms, (long long)res->window_end_ms,
+                                  (long long)res->sum, (long long)res->count);
+                snprintf(ws, sizeof(ws), "%lld", (long long)res->window_start_ms);
+                rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+                rd_kafka_header_add(h, "rill.error.reason", -1, "result_unformattable", -1);
+                rd_kafka_header_add(h, "rill.error.detail", -1,
+                                    "the format function did not fit the result in 1 MiB", -1);
+                rd_kafka_header_add(h, "rill.window.start", -1, ws, -1);
+                rill_log(RILL_LOG_ERROR, "result_unformattable",
+                         "window_start=%lld key_bytes=%zu action=dead_letter",
+                         (long long)res->window_start_ms, res->key_len);
+                rc = rill_worker_produce(w, RILL_OUT_DLQ, RD_KAFKA_PARTITION_UA, res->key,
+                                         res->key_len, v, (size_t)vl, h, NULL, errstr,
+                                         errstr_size);
+                if (!rc)
+                        rc = 1;
+        }
+        free(buf);
+        return rc;
+}
+
 int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
         if (t->kind != RILL_TASK_AGG)
                 return 0;
@@ -323,25 +373,16 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
                         t->closed_bound = bound;
                         if (t->closing.cnt)
                                 rill_fault("closing_windows");
-                        char buf[RESULT_BUF];
                         for (size_t i = 0; i < t->closing.cnt; i++) {
                                 rill_wentry_t *e = &t->closing.v[i];
                                 rill_result_t res = {e->key,         e->key_len,
                                                      e->wstart,      e->wstart + app->window_ms,
                                                      e->agg.sum,     e->agg.count,
                                                      e->agg.first_ts, e->agg.last_ts};
-                                size_t n = app->topo.format(app->topo.opaque, &res, buf, sizeof(buf));
-                                if (!n) {
-                                        snprintf(errstr, errstr_size,
-                                                 "cannot format the result of window %lld",
-                                                 (long long)e->wstart);
+                                int rc = emit_result(w, &res, errstr, errstr_size);
+                                if (rc < 0)
                                         return -1;
-                                }
-                                if (rill_worker_produce(w, RILL_OUT_OUTPUT, RD_KAFKA_PARTITION_UA,
-                                                        e->key, e->key_len, buf, n, NULL, NULL,
-                                                        errstr, errstr_size))
-                                        return -1;
-                                if (rill_worker_pg(w))
+                                if (rc == 0 && rill_worker_pg(w))
                                         rill_pgsink_add_result(rill_worker_pg(w), &res);
                                 rill_wstore_delete(t->store, e->wstart, e->key, e->key_len);
                         }

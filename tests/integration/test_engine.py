@@ -161,6 +161,23 @@ def test_restore_drops_windows_closed_before_it_without_emitting_them():
     assert agg.stop() == 0
 
 
+def test_a_result_with_the_longest_control_character_seller_id_is_emitted():
+    # seller.id.max.bytes allows 1023 bytes; a control character escapes to 6
+    # bytes in the JSON result. The result buffer was 2048 bytes: the format
+    # failed and the commit with it, on every retry (review finding 11).
+    names = h.app_topics(partitions=1)
+    base = h.aligned_base(W)
+    seller = "\x01" * 1023
+    agg = start(names, "--input-keyed", "--seller-id-max-bytes", "1023")
+    value = json.dumps({"seller_id": seller, "amount_usd": 9, "sale_ts": base // 1000}).encode()
+    closing = json.dumps({"seller_id": seller, "amount_usd": 1, "sale_ts": (base + 3 * W) // 1000}).encode()
+    h.produce(names["input"], [(seller.encode(), value), (seller.encode(), closing)], partition=0)
+    rows = h.wait_until(lambda: h.results(names["output"]), 30, "the long seller's result")
+    assert [(r["seller_id"], r["total_amount_usd"], r["sales_count"]) for r in rows] == [(seller, 9, 1)]
+    assert h.pg_results(names["table"])[(seller, base)][:2] == (9, 1)
+    assert agg.stop() == 0
+
+
 def test_late_events_go_to_dlq_and_out_of_order_within_grace_counts():
     names = h.app_topics(partitions=1)
     base = h.aligned_base(W) // 1000

@@ -123,7 +123,8 @@ static void histogram(tbuf_t *b, rill_app_t *app, const char *name, const char *
  * aggregation tasks, so their gauges skip source slots (agg_only). */
 static void gauge_per_task(tbuf_t *b, rill_app_t *app, const char *name, const char *help,
                            size_t offset, int only_owned) {
-        int agg_only = offset == OFF(restore_done) || offset == OFF(restore_total);
+        int agg_only = offset == OFF(restore_done) || offset == OFF(restore_total) ||
+                       offset == OFF(held_by) || offset == OFF(held_back_ms);
         tb_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name);
         for (int i = 0; i < app->nthreads; i++) {
                 rill_metrics_t *m = &app->metrics[i];
@@ -165,6 +166,15 @@ static int metrics(rill_app_t *app, tbuf_t *b) {
                        OFF(restore_done), 0);
         gauge_per_task(b, app, "rill_restore_records_total",
                        "Changelog records to restore (last restore, at most)", OFF(restore_total), 0);
+        gauge_per_task(b, app, "rill_stream_time_ms",
+                       "Event time: a source task's progress, an aggregation task's stream time "
+                       "(the minimum over its sources)", OFF(stream_time), 1);
+        gauge_per_task(b, app, "rill_stream_time_held_by_source",
+                       "The source partition with the smallest progress: it holds the "
+                       "aggregation task's windows back (-1 none)", OFF(held_by), 1);
+        gauge_per_task(b, app, "rill_stream_time_held_back_ms",
+                       "How far the slowest source is behind the fastest (-1: a source has not "
+                       "reported yet)", OFF(held_back_ms), 1);
         return MHD_HTTP_OK;
 }
 

@@ -58,12 +58,18 @@ typedef struct rill_task {
                                     * over transaction markers), -1 none since the
                                     * last rewind */
         int64_t records_since_commit;
+        int64_t last_activity_ms;
+        /* source tasks only: event-time progress of the partition (largest
+         * event time seen, or an idle advance), published to every
+         * repartition partition; committed with the input offset's metadata */
+        int64_t progress, committed_progress;
         /* aggregation tasks only */
         rill_wstore_t *store;
         int64_t stream_time, committed_stream_time;
         int64_t closed_bound, committed_closed_bound;
         int64_t epoch; /* Postgres fencing epoch; 0 = not yet acquired */
-        int64_t last_activity_ms;
+        int64_t *src, *committed_src; /* unkeyed: progress per source partition [nsrc] */
+        int nsrc;
         int64_t changelog_next; /* from delivery reports in this commit, -1 none */
         rill_wlist_t closing;   /* windows closed in the open transaction */
 } rill_task_t;
@@ -73,6 +79,14 @@ typedef struct rill_task {
 /** Open an aggregation task's store and restore it from the changelog. */
 int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
 void rill_task_close(rill_task_t *t);
+/** Aggregation tasks of unkeyed input: which source partition holds stream
+ *  time back (*holder, -1 none) and by how much (*behind_ms: the largest
+ *  progress minus the smallest; -1 while a source has not reported).
+ *  @returns 0 for tasks without sources. */
+int rill_task_holdback(rill_worker_t *w, const rill_task_t *t, int *holder, int64_t *behind_ms);
+/** Source tasks: the progress recovered from the committed offset's
+ *  metadata (INT64_MIN when there is none). */
+void rill_task_set_committed_progress(rill_task_t *t, int64_t progress);
 /** Process one consumed record. Side effects go through the worker's
  *  transaction (repartition, dead letters). @returns 0, or -1 on a store
  *  error (errstr), which fails the commit cycle. */
@@ -156,5 +170,14 @@ void rill_http_stop(rill_http_t *h);
 
 /* the repartition record value: version byte, amount, event time, original bytes */
 #define RILL_REPART_HDR 17
+/* a watermark record of the repartition topic: version byte 2, source partition
+ * (4 bytes BE), its progress (8 bytes BE), the source's next input offset (8
+ * bytes BE, for verifiers); key RILL_WM_KEY. Never counted, never dead-lettered. */
+#define RILL_REPART_WM 2
+#define RILL_WM_LEN 21
+#define RILL_WM_KEY "\x00wm"
+#define RILL_WM_KEY_LEN 3
+/* the commit metadata of a source task's offset: its progress */
+#define RILL_PROGRESS_META "rill.progress="
 
 #endif

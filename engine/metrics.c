@@ -17,6 +17,9 @@ void rill_metrics_init(rill_metrics_t *m, int partitions) {
         m->store_bytes = calloc(n, sizeof(*m->store_bytes));
         m->restore_done = calloc(n, sizeof(*m->restore_done));
         m->restore_total = calloc(n, sizeof(*m->restore_total));
+        m->stream_time = calloc(n, sizeof(*m->stream_time));
+        m->held_by = calloc(n, sizeof(*m->held_by));
+        m->held_back_ms = calloc(n, sizeof(*m->held_back_ms));
         m->owned = calloc(n, sizeof(*m->owned));
         m->restoring = calloc(n, sizeof(*m->restoring));
 }
@@ -26,6 +29,9 @@ void rill_metrics_destroy(rill_metrics_t *m) {
         free(m->store_bytes);
         free(m->restore_done);
         free(m->restore_total);
+        free(m->stream_time);
+        free(m->held_by);
+        free(m->held_back_ms);
         free(m->owned);
         free(m->restoring);
 }

@@ -25,6 +25,7 @@ typedef struct rill_metrics {
         rill_hist_t commit_ms, pg_ms;
         int partitions;
         atomic_llong *lag, *store_bytes, *restore_done, *restore_total; /* [2 * partitions] */
+        atomic_llong *stream_time, *held_by, *held_back_ms;             /* [2 * partitions] */
         atomic_int *owned, *restoring;                                  /* [2 * partitions] */
         atomic_int joined; /* 1 once the thread received its first assignment */
 } rill_metrics_t;

@@ -10,9 +10,28 @@
  * Every side effect goes into the worker's open Kafka transaction, so a task
  * never makes anything visible that its input offsets do not commit with.
  *
- * Stream time is the largest event time the task has seen (or the idle
- * advance). A record whose window is already closed at that stream time is
- * late: it goes to the dead-letter topic with reason "late".
+ * Event time (Flink's watermarks, recorded in the log so a replay decides
+ * the same):
+ *   - a SOURCE task's progress is the largest event time seen in its input
+ *     partition (or its idle advance). A record whose window end + grace is
+ *     at or before that progress is late, decided right there: lateness is a
+ *     property of the data of its own partition, never of failures, restarts
+ *     or of how fast other partitions were consumed. The progress goes to
+ *     every repartition partition as a watermark record, in the same
+ *     transaction as the data, whenever it moved since the last commit, and
+ *     rides with the committed input offset as its metadata (restored on
+ *     assignment, as Kafka Streams keeps partition time).
+ *   - an AGG task of unkeyed input keeps the last progress of every source
+ *     partition (state: it travels in the changelog with the windows). Its
+ *     stream time is the minimum over all sources, once every source has
+ *     reported: a slow, stalled or restoring source holds windows back
+ *     instead of making its records late. For keyed input each partition is
+ *     its own only source: stream time is its largest event time.
+ * A window closes when stream time >= its end + grace. A record arriving at
+ * an aggregation task for a closed window is still dead-lettered as late
+ * (for keyed input that is the definition; for unkeyed input it cannot
+ * happen once every source reported, and means an unreported source's
+ * records came behind the others').
  *
  * @locality every function here runs on the stream thread owning the task.
  */
@@ -104,6 +123,16 @@ int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t 
         }
         t->stream_time = t->committed_stream_time = rill_wstore_stream_time(t->store);
         t->closed_bound = t->committed_closed_bound = INT64_MIN;
+        if (!app->keyed) {
+                size_t n = (size_t)app->partitions, len = 0;
+                const unsigned char *v = rill_wstore_sources(t->store, &len);
+                t->nsrc = (int)n;
+                t->src = malloc(n * sizeof(*t->src));
+                t->committed_src = malloc(n * sizeof(*t->committed_src));
+                for (size_t i = 0; i < n; i++)
+                        t->src[i] = t->committed_src[i] =
+                            v && (i + 1) * 8 <= len ? rill_be64_get(v + i * 8) : INT64_MIN;
+        }
         if (drop_closed_windows(w, t, errstr, errstr_size))
                 return -1;
         t->changelog_next = -1;
@@ -114,6 +143,8 @@ int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t 
 void rill_task_close(rill_task_t *t) {
         if (t->store)
                 rill_wstore_close(t->store);
+        free(t->src);
+        free(t->committed_src);
         rill_wlist_free(&t->closing);
         free(t);
 }
@@ -146,6 +177,21 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
         if (app->topo.extract(app->topo.opaque, &raw, &ev, &rej))
                 return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
                                                errstr_size);
+        t->last_activity_ms = rill_worker_batch_mono_ms(w);
+        int64_t ws = rill_window_start(ev.ts_ms, app->window_ms);
+        if (t->progress != INT64_MIN &&
+            rill_window_closed(ws, app->window_ms, app->grace_ms, t->progress)) {
+                snprintf(rej.reason, sizeof(rej.reason), "late");
+                snprintf(rej.detail, sizeof(rej.detail),
+                         "window [%lld, %lld) closed at its input partition's event-time progress "
+                         "%lld (grace %lld ms)",
+                         (long long)ws, (long long)(ws + app->window_ms), (long long)t->progress,
+                         (long long)app->grace_ms);
+                return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
+                                               errstr_size);
+        }
+        if (ev.ts_ms > t->progress)
+                t->progress = ev.ts_ms;
         /* value: [1][amount BE][event time BE][original bytes] */
         size_t len = RILL_REPART_HDR + m->len;
         unsigned char stackbuf[4096], *buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
@@ -158,8 +204,63 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
                                      ev.key_len, buf, len, NULL, NULL, errstr, errstr_size);
         if (buf != stackbuf)
                 free(buf);
-        (void)t;
         return rc;
+}
+
+/* The minimum progress over every source partition, INT64_MIN while one
+ * has not reported. Also tells which source holds it (-1 none). */
+static int64_t sources_min(const rill_app_t *app, const rill_task_t *t, int *holder) {
+        int64_t lo = INT64_MAX;
+        *holder = -1;
+        for (int i = 0; i < app->partitions; i++)
+                if (t->src[i] < lo)
+                        lo = t->src[i], *holder = i;
+        return app->partitions ? lo : INT64_MIN;
+}
+
+/* A watermark record: source s has progressed to a time. Stream time is the
+ * minimum over all sources; it never goes back (a window once closed stays
+ * closed), and a source's progress never goes back either (an older
+ * watermark, say from a source task that restarted without its metadata,
+ * changes nothing). */
+static int source_progress(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+                           const unsigned char *p) {
+        rill_app_t *app = rill_worker_app(w);
+        int32_t s = (int32_t)(((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) |
+                              ((uint32_t)p[3] << 8) | p[4]);
+        int64_t progress = rill_be64_get(p + 5);
+        (void)m;
+        if (s < 0 || s >= app->partitions || !t->src) {
+                /* a source partition this application does not know (input
+                 * partitions added while running): ignored until a restart
+                 * reads the new partition count */
+                rill_log(RILL_LOG_DEBUG, "watermark_ignored", "partition=%d source=%d", t->partition, s);
+                return 0;
+        }
+        if (progress > t->src[s])
+                t->src[s] = progress;
+        int holder;
+        int64_t lo = sources_min(app, t, &holder);
+        if (lo != INT64_MIN && lo > t->stream_time)
+                t->stream_time = lo;
+        return 0;
+}
+
+int rill_task_holdback(rill_worker_t *w, const rill_task_t *t, int *holder, int64_t *behind_ms) {
+        rill_app_t *app = rill_worker_app(w);
+        *holder = -1;
+        *behind_ms = 0;
+        if (!t->src)
+                return 0;
+        int64_t lo = sources_min(app, t, holder), hi = INT64_MIN;
+        for (int i = 0; i < app->partitions; i++)
+                if (t->src[i] > hi)
+                        hi = t->src[i];
+        if (lo == INT64_MIN && hi != INT64_MIN)
+                *behind_ms = -1; /* a source has not reported yet */
+        else if (lo != INT64_MIN)
+                *behind_ms = hi - lo;
+        return 1;
 }
 
 static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
@@ -193,6 +294,8 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                 }
         } else {
                 const unsigned char *p = m->payload;
+                if (m->len == RILL_WM_LEN && p[0] == RILL_REPART_WM)
+                        return source_progress(w, t, m, p);
                 if (m->len < RILL_REPART_HDR || p[0] != 1 || !m->key || !m->key_len) {
                         snprintf(rej.reason, sizeof(rej.reason), "corrupt_internal");
                         snprintf(rej.detail, sizeof(rej.detail),
@@ -217,7 +320,7 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                          "event time %lld ms is outside years 1 to 9999", (long long)ev.ts_ms);
                 return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr, errstr_size);
         }
-        if (ev.ts_ms > t->stream_time)
+        if (app->keyed && ev.ts_ms > t->stream_time) /* unkeyed: from the sources */
                 t->stream_time = ev.ts_ms;
         t->last_activity_ms = rill_worker_batch_mono_ms(w);
         int64_t ws = rill_window_start(ev.ts_ms, app->window_ms);
@@ -269,8 +372,10 @@ int rill_task_process(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t
 
 int rill_task_idle_due(rill_worker_t *w, const rill_task_t *t, int64_t now_mono_ms) {
         rill_app_t *app = rill_worker_app(w);
-        return t->kind == RILL_TASK_AGG && app->idle_ms &&
-               now_mono_ms - t->last_activity_ms >= app->idle_ms;
+        /* unkeyed input: the sources advance (into the log, as watermarks);
+         * keyed input: the aggregation task is its own source */
+        int advances = t->kind == RILL_TASK_SOURCE || app->keyed;
+        return advances && app->idle_ms && now_mono_ms - t->last_activity_ms >= app->idle_ms;
 }
 
 void rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
@@ -280,10 +385,12 @@ void rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_m
         if (!caught_up)
                 return;
         int64_t wall = rill_now_wall_ms();
-        if (wall > t->stream_time) {
-                rill_log(RILL_LOG_DEBUG, "idle_advance", "partition=%d stream_time=%lld",
-                         t->partition, (long long)wall);
-                t->stream_time = wall;
+        int64_t *time = t->kind == RILL_TASK_SOURCE ? &t->progress : &t->stream_time;
+        if (wall > *time) {
+                rill_log(RILL_LOG_DEBUG, "idle_advance", "partition=%d kind=%s time=%lld",
+                         t->partition, t->kind == RILL_TASK_SOURCE ? "source" : "aggregate",
+                         (long long)wall);
+                *time = wall;
         }
 }
 
@@ -358,9 +465,30 @@ static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
         return rc;
 }
 
-int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
-        if (t->kind != RILL_TASK_AGG)
+/* A source task's progress moved since its last commit: tell every
+ * repartition partition, in this transaction. */
+static int publish_progress(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
+        rill_app_t *app = rill_worker_app(w);
+        if (t->progress == t->committed_progress || t->progress == INT64_MIN)
                 return 0;
+        unsigned char v[RILL_WM_LEN];
+        v[0] = RILL_REPART_WM;
+        v[1] = (unsigned char)((uint32_t)t->partition >> 24);
+        v[2] = (unsigned char)((uint32_t)t->partition >> 16);
+        v[3] = (unsigned char)((uint32_t)t->partition >> 8);
+        v[4] = (unsigned char)t->partition;
+        rill_be64_put(v + 5, t->progress);
+        rill_be64_put(v + 13, t->next_offset);
+        for (int32_t p = 0; p < app->partitions; p++)
+                if (rill_worker_produce(w, RILL_OUT_REPARTITION, p, RILL_WM_KEY, RILL_WM_KEY_LEN, v,
+                                        sizeof(v), NULL, NULL, errstr, errstr_size))
+                        return -1;
+        return 0;
+}
+
+int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
+        if (t->kind == RILL_TASK_SOURCE)
+                return publish_progress(w, t, errstr, errstr_size);
         rill_app_t *app = rill_worker_app(w);
         /* 1. close the windows that stream time has passed (emit on window close) */
         if (t->stream_time != INT64_MIN) {
@@ -393,6 +521,20 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
         rill_wstore_foreach_dirty(t->store, produce_change, &c);
         if (c.rc)
                 return -1;
+        if (t->src && memcmp(t->src, t->committed_src, (size_t)app->partitions * sizeof(*t->src))) {
+                size_t n = (size_t)app->partitions * 8;
+                unsigned char *v = malloc(n);
+                for (int i = 0; i < app->partitions; i++)
+                        rill_be64_put(v + i * 8, t->src[i]);
+                rill_wstore_put_sources(t->store, v, n);
+                int rc = rill_worker_produce(w, RILL_OUT_CHANGELOG, t->partition, RILL_SOURCES_KEY,
+                                             RILL_SOURCES_KEY_LEN, v, n, NULL,
+                                             (void *)(intptr_t)(t->partition + 1), errstr,
+                                             errstr_size);
+                free(v);
+                if (rc)
+                        return -1;
+        }
         if (t->stream_time != t->committed_stream_time) {
                 unsigned char v[8];
                 rill_be64_put(v, t->stream_time);
@@ -410,8 +552,10 @@ int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
                 t->committed_offset = t->next_offset;
         t->first_uncommitted = -1;
         t->records_since_commit = 0;
-        if (t->kind != RILL_TASK_AGG)
+        if (t->kind != RILL_TASK_AGG) {
+                t->committed_progress = t->progress;
                 return 0;
+        }
         int rc = 0;
         if (t->changelog_next >= 0) {
                 /* RocksDB now catches up with what the changelog committed */
@@ -421,6 +565,8 @@ int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
         t->changelog_next = -1;
         t->committed_stream_time = t->stream_time;
         t->committed_closed_bound = t->closed_bound;
+        if (t->src)
+                memcpy(t->committed_src, t->src, (size_t)t->nsrc * sizeof(*t->src));
         rill_wlist_free(&t->closing);
         return rc;
 }
@@ -431,7 +577,10 @@ int64_t rill_task_abort(rill_task_t *t) {
         t->first_uncommitted = -1;
         t->next_offset = t->committed_offset;
         t->records_since_commit = 0;
+        t->progress = t->committed_progress;
         if (t->kind == RILL_TASK_AGG) {
+                if (t->src)
+                        memcpy(t->src, t->committed_src, (size_t)t->nsrc * sizeof(*t->src));
                 rill_wstore_discard(t->store);
                 t->stream_time = t->committed_stream_time;
                 t->closed_bound = t->committed_closed_bound;
@@ -439,4 +588,8 @@ int64_t rill_task_abort(rill_task_t *t) {
                 rill_wlist_free(&t->closing);
         }
         return rewind;
+}
+
+void rill_task_set_committed_progress(rill_task_t *t, int64_t progress) {
+        t->progress = t->committed_progress = progress;
 }

@@ -245,7 +245,8 @@ static int commit_needed(rill_worker_t *w) {
         if (w->txn_open)
                 return 1;
         FOREACH_TASK(w, t) {
-                if (t->records_since_commit || t->stream_time != t->committed_stream_time)
+                if (t->records_since_commit || t->stream_time != t->committed_stream_time ||
+                    t->progress != t->committed_progress)
                         return 1;
         }
         return 0;
@@ -338,6 +339,14 @@ static void update_gauges(rill_worker_t *w) {
                 }
                 if (sizes && t->store)
                         atomic_store(&w->m->store_bytes[slot], (long long)rill_wstore_size_bytes(t->store));
+                int holder;
+                int64_t behind;
+                atomic_store(&w->m->stream_time[slot],
+                             t->kind == RILL_TASK_SOURCE ? t->progress : t->stream_time);
+                if (rill_task_holdback(w, t, &holder, &behind)) {
+                        atomic_store(&w->m->held_by[slot], holder);
+                        atomic_store(&w->m->held_back_ms[slot], behind);
+                }
         }
 }
 
@@ -393,8 +402,20 @@ static int send_offsets(rill_worker_t *w, char *errstr, size_t errstr_size) {
         rd_kafka_topic_partition_list_t *offs = rd_kafka_topic_partition_list_new(8);
         FOREACH_TASK(w, t) {
                 int64_t pos = task_position(w, t);
-                if (pos >= 0)
-                        rd_kafka_topic_partition_list_add(offs, t->topic, t->partition)->offset = pos;
+                if (pos < 0)
+                        continue;
+                rd_kafka_topic_partition_t *e =
+                    rd_kafka_topic_partition_list_add(offs, t->topic, t->partition);
+                e->offset = pos;
+                if (t->kind == RILL_TASK_SOURCE && t->progress != INT64_MIN) {
+                        /* freed by the list */
+                        char meta[64];
+                        int n = snprintf(meta, sizeof(meta), "%s%lld", RILL_PROGRESS_META,
+                                         (long long)t->progress);
+                        e->metadata = malloc((size_t)n);
+                        memcpy(e->metadata, meta, (size_t)n);
+                        e->metadata_size = (size_t)n;
+                }
         }
         int rc = 0;
         if (!offs->cnt) {
@@ -590,6 +611,8 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
                 t->partition = p;
                 t->first_uncommitted = t->next_offset = t->committed_offset = -1;
                 t->eof_offset = -1;
+                t->progress = t->committed_progress = INT64_MIN;
+                t->last_activity_ms = rill_now_mono_ms(); /* idle from now on, not from boot */
                 t->stream_time = t->committed_stream_time = INT64_MIN;
                 int mslot = (t->kind == RILL_TASK_AGG ? w->app->partitions : 0) + p;
                 if (t->kind == RILL_TASK_AGG) {
@@ -633,6 +656,47 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
         }
 }
 
+/* The committed offsets of newly assigned source tasks, with the progress
+ * their previous owner committed as metadata (one round trip for all):
+ * lateness at the source then continues from where the committed input
+ * stopped, and a replay decides it the same way. A partition without it
+ * starts with no progress. */
+static void load_source_progress(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt);
+        for (int i = 0; i < parts->cnt; i++) {
+                rill_task_t **slot = task_slot(w, parts->elems[i].topic, parts->elems[i].partition);
+                if (slot && *slot && (*slot)->kind == RILL_TASK_SOURCE && (*slot)->next_offset < 0)
+                        rd_kafka_topic_partition_list_add(l, parts->elems[i].topic,
+                                                          parts->elems[i].partition);
+        }
+        rd_kafka_resp_err_t err = l->cnt ? rd_kafka_committed(w->consumer, l, 10000)
+                                         : RD_KAFKA_RESP_ERR_NO_ERROR;
+        if (err)
+                rill_log(RILL_LOG_WARN, "source_progress_unknown",
+                         "thread=%s partitions=%d error=\"%s\" action=start_without_progress",
+                         w->name, l->cnt, rd_kafka_err2str(err));
+        for (int i = 0; !err && i < l->cnt; i++) {
+                rd_kafka_topic_partition_t *e = &l->elems[i];
+                rill_task_t **slot = task_slot(w, e->topic, e->partition);
+                size_t plen = strlen(RILL_PROGRESS_META);
+                if (e->err || !slot || !*slot)
+                        continue;
+                if (e->offset >= 0)
+                        (*slot)->next_offset = (*slot)->committed_offset = e->offset;
+                if (e->metadata && e->metadata_size > plen && e->metadata_size < 64 &&
+                    !memcmp(e->metadata, RILL_PROGRESS_META, plen)) {
+                        char num[64];
+                        memcpy(num, (char *)e->metadata + plen, e->metadata_size - plen);
+                        num[e->metadata_size - plen] = '\0';
+                        char *end;
+                        long long v = strtoll(num, &end, 10);
+                        if (*end == '\0')
+                                rill_task_set_committed_progress(*slot, v);
+                }
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
         for (int i = 0; i < parts->cnt; i++) {
                 rill_task_t **slot = task_slot(w, parts->elems[i].topic, parts->elems[i].partition);
@@ -667,6 +731,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                  "thread=%s the uncommitted work was aborted and is replayed",
                                  w->name);
                 assign_tasks(w, parts);
+                load_source_progress(w, parts);
                 e = rd_kafka_incremental_assign(rk, parts);
                 atomic_store(&w->m->joined, 1);
         } else {

@@ -8,7 +8,8 @@
  * Store value = msgpack array [sum, count, first_ts_ms, last_ts_ms].
  * The changelog topic uses the same key and value bytes; a window deleted on
  * close is a tombstone (null value). The task's stream time travels in the
- * changelog under the one-byte key RILL_STREAM_TIME_KEY (value 8 bytes BE).
+ * changelog under the one-byte key RILL_STREAM_TIME_KEY (value 8 bytes BE),
+ * and its sources' progress under RILL_SOURCES_KEY.
  */
 #ifndef RILL_CODEC_H
 #define RILL_CODEC_H
@@ -17,6 +18,11 @@
 
 #define RILL_STREAM_TIME_KEY "\x01"
 #define RILL_STREAM_TIME_KEY_LEN 1
+/* The event-time progress of every source partition, as the aggregation task
+ * last saw it (unkeyed input): key RILL_SOURCES_KEY, value one 8-byte BE
+ * time per source partition (INT64_MIN: not reported yet). */
+#define RILL_SOURCES_KEY "\x02"
+#define RILL_SOURCES_KEY_LEN 1
 #define RILL_WKEY_HDR 8
 
 typedef struct rill_agg {

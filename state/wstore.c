@@ -36,6 +36,7 @@
 
 #define META_OFFSET "\xff" "changelog_offset"
 #define META_STREAM_TIME "\xff" "stream_time"
+#define META_SOURCES "\xff" "sources"
 #define META_IDENTITY "\xff" "identity"
 /* Window starts from here up encode to keys starting with 0xff: the meta
  * keys' range. None is ever written (apply refuses them) or scanned
@@ -63,6 +64,8 @@ struct rill_wstore {
         rocksdb_writeoptions_t *wopts;
         int64_t changelog_offset;
         int64_t stream_time;
+        char *sources, *sources_staged; /* committed / staged RILL_SOURCES_KEY value */
+        size_t sources_len, sources_staged_len;
         centry_t **buckets;
         size_t nbuckets, ncached, ndirty;
 };
@@ -393,6 +396,10 @@ rill_wstore_t *rill_wstore_open_opts(const char *dir, const char *identity,
                                                strlen(META_IDENTITY), &len, &err);
                         ws->changelog_offset = meta_get_int(ws, META_OFFSET, -1, &err);
                         ws->stream_time = meta_get_int(ws, META_STREAM_TIME, INT64_MIN, &err);
+                        if (!err)
+                                ws->sources = rocksdb_get(ws->db, ws->ropts, META_SOURCES,
+                                                          strlen(META_SOURCES), &ws->sources_len,
+                                                          &err);
                         if (err) {
                                 why = err;
                                 cls = classify_open_error(err);
@@ -451,6 +458,8 @@ void rill_wstore_close(rill_wstore_t *ws) {
                 return;
         cache_clear(ws);
         free(ws->buckets);
+        free(ws->sources);
+        free(ws->sources_staged);
         if (ws->db)
                 rocksdb_close(ws->db);
         rocksdb_readoptions_destroy(ws->ropts);
@@ -645,6 +654,18 @@ void rill_wstore_foreach_dirty(rill_wstore_t *ws,
 
 size_t rill_wstore_dirty_count(const rill_wstore_t *ws) { return ws->ndirty; }
 
+const void *rill_wstore_sources(const rill_wstore_t *ws, size_t *len) {
+        *len = ws->sources_len;
+        return ws->sources;
+}
+
+void rill_wstore_put_sources(rill_wstore_t *ws, const void *value, size_t len) {
+        free(ws->sources_staged);
+        ws->sources_staged = malloc(len ? len : 1);
+        memcpy(ws->sources_staged, value, len);
+        ws->sources_staged_len = len;
+}
+
 static void batch_meta(rocksdb_writebatch_t *b, int64_t offset, int64_t stream_time) {
         unsigned char v[8];
         rill_be64_put(v, offset);
@@ -713,6 +734,9 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         }
         free(v);
         batch_meta(b, changelog_offset, stream_time);
+        if (ws->sources_staged)
+                rocksdb_writebatch_put(b, META_SOURCES, strlen(META_SOURCES), ws->sources_staged,
+                                       ws->sources_staged_len);
         char *err = NULL;
         rocksdb_write(ws->db, ws->wopts, b, &err);
         rocksdb_writebatch_destroy(b);
@@ -724,11 +748,20 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         ws->changelog_offset = changelog_offset;
         if (stream_time != INT64_MIN)
                 ws->stream_time = stream_time;
+        if (ws->sources_staged) {
+                free(ws->sources);
+                ws->sources = ws->sources_staged, ws->sources_len = ws->sources_staged_len;
+                ws->sources_staged = NULL, ws->sources_staged_len = 0;
+        }
         cache_committed(ws);
         return 0;
 }
 
-void rill_wstore_discard(rill_wstore_t *ws) { cache_clear(ws); }
+void rill_wstore_discard(rill_wstore_t *ws) {
+        cache_clear(ws);
+        free(ws->sources_staged);
+        ws->sources_staged = NULL, ws->sources_staged_len = 0;
+}
 
 /* ---- restore ---------------------------------------------------------------------- */
 
@@ -740,6 +773,11 @@ int rill_wstore_restore_add(rill_wstore_t *ws, const void *key, size_t key_len,
                         if (st > ws->stream_time || ws->stream_time == INT64_MIN)
                                 ws->stream_time = st;
                 }
+                return 0;
+        }
+        if (key_len == RILL_SOURCES_KEY_LEN && !memcmp(key, RILL_SOURCES_KEY, 1)) {
+                if (value && value_len % 8 == 0)
+                        rill_wstore_put_sources(ws, value, value_len); /* the last one wins */
                 return 0;
         }
         /* Through the write cache: the last change of a window in the batch

@@ -86,6 +86,14 @@ int64_t rill_wstore_changelog_offset(const rill_wstore_t *ws);
 /** Committed stream time, INT64_MIN if none. */
 int64_t rill_wstore_stream_time(const rill_wstore_t *ws);
 
+/** The committed progress of the task's sources (the RILL_SOURCES_KEY
+ *  value: one 8-byte BE time per source partition), NULL when none is
+ *  stored; *len is its length. Owned by the store. */
+const void *rill_wstore_sources(const rill_wstore_t *ws, size_t *len);
+/** Stage a new sources value: written by the next rill_wstore_apply with
+ *  the windows, dropped by rill_wstore_discard. Copies value. */
+void rill_wstore_put_sources(rill_wstore_t *ws, const void *value, size_t len);
+
 /** Look a window up (cache, then RocksDB).
  *  @returns 1 found, 0 absent, -1 on a read or decode error (errstr). */
 int rill_wstore_get(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,

@@ -123,8 +123,14 @@ class Scenario:
         topics = [self.names["input"]] + ([] if self.keyed else [f"{self.names['app']}-repartition"])
         h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=supervise)
         end_s = self.base_s + self.produced * 2 // 1000 + (self.window_ms + self.grace_ms) // 1000 + 5
-        recs = [((s.encode() if self.keyed else None), h.event(s, 1, end_s)) for s in self.sellers]
-        h.produce(self.names["input"], recs)
+        if self.keyed:
+            h.produce(self.names["input"], [(s.encode(), h.event(s, 1, end_s)) for s in self.sellers])
+        else:
+            # every source partition must move past the windows (stream time
+            # is the minimum over them): one closing event in each
+            for p in range(len(h.end_offsets(self.names["input"]))):
+                h.produce(self.names["input"], [(None, h.event(self.sellers[p % len(self.sellers)], 1, end_s))],
+                          partition=p)
         h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=supervise)
         deadline = time.monotonic() + 60
         while True:

@@ -9,9 +9,19 @@ What it derives, from the logs alone:
   2. the aggregation log of each task partition, in offset order: the input
      partitions for keyed input, else the committed repartition topic, which
      must hold every valid input record exactly once;
-  3. per task partition: stream time (largest event time so far), the late
-     records (window end + grace <= stream time when they arrive), sums that
-     would overflow 64 bits, and the windows closed at the final stream time;
+  3. lateness and stream time, by the engine's definition of event time:
+     - keyed input: each partition is its own source; stream time is the
+       largest event time so far; a record is late when its window end +
+       grace <= stream time when it arrives;
+     - unkeyed input: a record is late when its window end + grace <= the
+       progress of its OWN input partition before it (the largest event time
+       of the partition's earlier valid records, or an idle advance, which
+       the committed watermark records of the repartition topic tell, with
+       the input offset they were taken at); an aggregation partition's
+       stream time is the minimum over all input partitions of the last
+       progress they reported to it (none closes before all reported);
+     plus sums that would overflow 64 bits, and the windows closed at the
+     final stream time;
   4. the expected results: every closed window, once, with its sum and count.
 Then it reports: missing windows, windows committed more than once in Kafka,
 wrong totals or counts, unexpected windows, Postgres rows that differ from
@@ -91,16 +101,41 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
     else:
         rep_topic = f"{app}-repartition"
         seen = {}
+        wms = {}   # source partition -> [(next input offset, progress)]
         for m in h.read_topic(rep_topic):
             v = m.value()
+            if v[:1] == b"\x02" and len(v) == 21:
+                src, progress, next_off = struct.unpack(">iqq", v[1:21])
+                wms.setdefault(src, []).append((next_off, progress))
+                logs.setdefault(m.partition(), []).append(
+                    ((rep_topic, m.partition(), m.offset()), None, src, progress, None))
+                continue
             ver, amount, ts = struct.unpack(">Bqq", v[:17])
             orig = v[17:]
             seen[orig] = seen.get(orig, 0) + 1
             logs.setdefault(m.partition(), []).append(
                 ((rep_topic, m.partition(), m.offset()), m.key().decode(), amount, ts, orig))
+        # lateness at the source partition (input coordinates)
+        late_at_source = set()
+        by_part = {}
+        for (p, o), (c, raw) in valid.items():
+            by_part.setdefault(p, []).append((o, c, raw))
+        for p, recs in by_part.items():
+            marks = sorted(wms.get(p, []))
+            progress, k = None, 0
+            for o, c, raw in sorted(recs):
+                while k < len(marks) and marks[k][0] <= o:
+                    progress = marks[k][1] if progress is None else max(progress, marks[k][1])
+                    k += 1
+                ws = c[2] - c[2] % W
+                if progress is not None and ws + W + G <= progress:
+                    late_at_source.add((input_topic, p, o))
+                    continue
+                progress = c[2] if progress is None else max(progress, c[2])
         want = {}
-        for (c, raw) in valid.values():
-            want[raw] = want.get(raw, 0) + 1
+        for (p, o), (c, raw) in valid.items():
+            if (input_topic, p, o) not in late_at_source:
+                want[raw] = want.get(raw, 0) + 1
         for raw, n in want.items():
             if seen.get(raw, 0) != n:
                 problems.append(f"repartition: input record {raw[:80]!r} appears {seen.get(raw, 0)} times, want {n}")
@@ -110,13 +145,26 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
 
     # 3. stream time, lateness, overflow, windows
     expected, late, overflow = {}, set(), set()
+    if not keyed:
+        late |= late_at_source
+        nsrc = len(h.end_offsets(input_topic))
     for p, log in logs.items():
         st = None
         sums = {}
+        srcs = {}
         for coords, seller, amount, ts, raw in sorted(log, key=lambda r: r[0][2]):
-            st = ts if st is None else max(st, ts)
+            if seller is None:            # a watermark: source amount reached ts
+                srcs[amount] = max(srcs.get(amount, ts), ts)
+                if len(srcs) == nsrc:
+                    lo = min(srcs.values())
+                    st = lo if st is None else max(st, lo)
+                continue
+            if keyed:
+                st = ts if st is None else max(st, ts)
             ws = ts - ts % W
-            if ws + W + G <= st:
+            if st is None:
+                pass
+            elif ws + W + G <= st:
                 late.add(coords)
                 continue
             s, n = sums.get((seller, ws), (0, 0))

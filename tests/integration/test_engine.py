@@ -69,7 +69,7 @@ def test_unkeyed_input_is_repartitioned_and_exact():
     h.produce(names["input"], [(None, h.event(s, a, t // 1000)) for s, a, t in events])
     h.wait_consumed(names["app"], [names["input"], f"{names['app']}-repartition"])
     end_ts = base + 3000 * 37 + 3 * W + grace
-    h.produce(names["input"], [(None, h.event(s, a, t // 1000)) for s, a, t in closing_events(sellers, end_ts // 1000)])
+    h.close_every_partition(names["input"], sellers[0], end_ts // 1000)
     got = check(names, events, close_before_ms=end_ts - W - grace)
     assert len(got) > 3 * len(sellers)
     # the repartition hop really happened, and nothing went to the DLQ
@@ -227,12 +227,15 @@ def test_every_bad_input_is_dead_lettered_and_processing_goes_on():
         recs = []
         for raw, _ in BAD:
             v = raw % base if b"%d" in raw else raw
-            recs.append((b"k" if keyed else None, v))
-        recs.append((b"k" if keyed else None, h.event("good", 42, base + 1)))
+            # keyed input is keyed by seller (the others are rejected before the key matters)
+            recs.append(((b"big" if b'"big"' in raw else b"k") if keyed else None, v))
+        recs.append((b"good" if keyed else None, h.event("good", 42, base + 1)))
         # close the window on every task: "good" and "big" live wherever they hash
         for s in ("good", "big"):
-            recs.append((b"k" if keyed else None, h.event(s, 1, base + 60)))
+            recs.append((s.encode() if keyed else None, h.event(s, 1, base + 60)))
         h.produce(names["input"], recs, partition=0)
+        if not keyed:  # the other source partition moves on too
+            h.produce(names["input"], [(None, h.event("good", 1, base + 60))], partition=1)
         want_reasons = sorted(r for _, r in BAD if r)
         dead = h.wait_until(lambda: (lambda d: d if len(d) >= len(want_reasons) else None)(h.dlq(names["input"] + "-dlq")),
                             60, "dead letters")

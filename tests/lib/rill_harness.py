@@ -91,6 +91,14 @@ def produce(topic, records, partition=None):
     return n
 
 
+def close_every_partition(topic, seller, ts_s):
+    """One event at ts_s in every partition of topic: with unkeyed input an
+    aggregation's stream time is the minimum over all input partitions, so
+    each must move past the windows to close them."""
+    for p in sorted(end_offsets(topic)):
+        produce(topic, [(None, event(seller, 1, ts_s))], partition=p)
+
+
 def event(seller, amount, ts_s):
     return json.dumps({"seller_id": seller, "amount_usd": amount, "sale_ts": ts_s}).encode()
 

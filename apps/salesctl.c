@@ -2,9 +2,18 @@
  * salesctl -- watch and query the sales aggregation.
  *
  *   salesctl watch [--bootstrap-servers B] [--topic aggregated-sales] [--once]
- *       A live table of the latest committed window result per seller, read
- *       with a read_committed consumer, refreshed in place on a terminal.
- *       --once reads to the end, prints the table and exits.
+ *                  [--workers HOST:PORT,...] [--pg-dsn DSN|none] [--pg-table T]
+ *                  [--input-topic sales-usd]
+ *       A live table: per seller the latest closed windows (read_committed
+ *       from the output topic) with their totals and counts, whether Postgres
+ *       holds the same total and count, and the open window's running total
+ *       (interactive queries, /query of the workers); then one status line
+ *       from the workers' /metrics (events/s in from the input topic's growth):
+ *       events/s in, results/s out, lag, dead
+ *       letters. On a terminal the table is redrawn in place (ANSI escapes);
+ *       piped, it writes plain lines: one `result ...` line per committed
+ *       result and a `status ...` line. --once reads to the end, prints the
+ *       table and exits. Environment: RILL_WORKERS, RILL_PG_DSN.
  *   salesctl query SELLER --workers HOST:PORT[,HOST:PORT...]
  *       The running totals of SELLER's open windows, from the worker that
  *       owns the seller's partition: every worker's HTTP endpoint serves its
@@ -17,6 +26,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <signal.h>
 #include <stdio.h>
@@ -31,67 +41,377 @@ static void on_signal(int s) { (void)s, stop = 1; }
 static void usage(FILE *fp) {
         fprintf(fp, "Usage:\n"
                     "  salesctl watch [--bootstrap-servers B] [--topic T] [--once] [--interval-ms N]\n"
+                    "                 [--workers HOST:PORT,...] [--pg-dsn DSN|none] [--pg-table T]\n"
+                    "                 [--input-topic T]  (env RILL_WORKERS, RILL_PG_DSN)\n"
                     "  salesctl query SELLER --workers HOST:PORT[,HOST:PORT...]  (env RILL_WORKERS)\n");
+}
+
+/* ---- HTTP to the workers ---------------------------------------------------------- */
+
+typedef struct body {
+        char *p;
+        size_t len;
+} body_t;
+
+static size_t collect(char *data, size_t n, size_t m, void *opaque) {
+        body_t *b = opaque;
+        b->p = realloc(b->p, b->len + n * m + 1);
+        memcpy(b->p + b->len, data, n * m);
+        b->len += n * m;
+        b->p[b->len] = '\0';
+        return n * m;
+}
+
+/* GET http://hostport/path into *b (caller frees b->p). @returns the HTTP status, 0 if unreachable. */
+static long http_get(CURL *c, const char *hostport, const char *path, body_t *b) {
+        char url[1024];
+        snprintf(url, sizeof(url), "http://%s%s", hostport, path);
+        b->p = NULL, b->len = 0;
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 1000L);
+        long status = 0;
+        if (curl_easy_perform(c) == CURLE_OK)
+                curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        return status;
 }
 
 /* ---- watch ---------------------------------------------------------------------- */
 
+#define KEEP 3 /* closed windows shown per seller */
+
+typedef struct win {
+        long long start_ms, end_ms, total, count;
+        int pg; /* 0 not checked, 1 agrees, 2 differs, 3 missing */
+        long long pg_total, pg_count;
+} win_t;
+
 typedef struct row {
-        char *seller, *start, *end;
-        long long start_ms, total, count;
+        char *seller;
+        win_t w[KEEP]; /* newest first */
+        int n;
+        int open_n;
+        long long open_start_ms, open_total, open_count;
 } row_t;
 
 static row_t *rows;
 static size_t nrows;
 
-static void upsert_row(json_t *d) {
+static row_t *row_for(const char *seller) {
+        for (size_t i = 0; i < nrows; i++)
+                if (!strcmp(rows[i].seller, seller))
+                        return &rows[i];
+        rows = realloc(rows, (nrows + 1) * sizeof(*rows));
+        row_t *r = &rows[nrows++];
+        memset(r, 0, sizeof(*r));
+        r->seller = strdup(seller);
+        return r;
+}
+
+/* "2026-11-23T21:09:30.000Z" -> epoch ms, 0 if it does not parse. */
+static long long iso_ms(const char *s) {
+        struct tm tm;
+        int ms = 0;
+        memset(&tm, 0, sizeof(tm));
+        if (!s || sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                         &tm.tm_min, &tm.tm_sec, &ms) < 6)
+                return 0;
+        tm.tm_year -= 1900, tm.tm_mon -= 1;
+        return (long long)timegm(&tm) * 1000 + ms;
+}
+
+/* One committed result into its seller's row. @returns the window, or NULL if ignored. */
+static win_t *upsert_row(json_t *d, const char **seller_out) {
         const char *seller = json_string_value(json_object_get(d, "seller_id"));
         json_t *ms = json_object_get(d, "window_start_ms");
         if (!seller || !json_is_integer(ms))
-                return;
-        row_t *r = NULL;
-        for (size_t i = 0; i < nrows; i++)
-                if (!strcmp(rows[i].seller, seller))
-                        r = &rows[i];
-        if (!r) {
-                rows = realloc(rows, (nrows + 1) * sizeof(*rows));
-                r = &rows[nrows++];
-                memset(r, 0, sizeof(*r));
-                r->seller = strdup(seller);
-                r->start_ms = -1;
+                return NULL;
+        row_t *r = row_for(seller);
+        long long st = json_integer_value(ms);
+        int at = 0;
+        while (at < r->n && r->w[at].start_ms > st)
+                at++;
+        if (at >= KEEP)
+                return NULL; /* older than what is shown */
+        if (at >= r->n || r->w[at].start_ms != st) { /* insert, dropping the oldest */
+                memmove(&r->w[at + 1], &r->w[at], (size_t)(KEEP - 1 - at) * sizeof(win_t));
+                if (r->n < KEEP)
+                        r->n++;
         }
-        if (json_integer_value(ms) < r->start_ms)
-                return; /* keep the latest window */
-        free(r->start), free(r->end);
-        r->start_ms = json_integer_value(ms);
-        r->start = strdup(json_string_value(json_object_get(d, "window_start")) ?: "?");
-        r->end = strdup(json_string_value(json_object_get(d, "window_end")) ?: "?");
-        r->total = json_integer_value(json_object_get(d, "total_amount_usd"));
-        r->count = json_integer_value(json_object_get(d, "sales_count"));
+        win_t *w = &r->w[at];
+        memset(w, 0, sizeof(*w));
+        w->start_ms = st;
+        w->end_ms = iso_ms(json_string_value(json_object_get(d, "window_end")));
+        w->total = json_integer_value(json_object_get(d, "total_amount_usd"));
+        w->count = json_integer_value(json_object_get(d, "sales_count"));
+        *seller_out = r->seller;
+        return w;
 }
 
 static int row_cmp(const void *a, const void *b) {
         return strcmp(((const row_t *)a)->seller, ((const row_t *)b)->seller);
 }
 
-static void draw(int tty, long long seen) {
+typedef struct watch {
+        const char *workers, *pg_dsn, *pg_table;
+        CURL *curl;
+        PGconn *pg;
+        time_t pg_retry;
+        char pg_err[256];
+        /* status: totals summed over the workers, and their previous values */
+        int have_metrics;
+        double in_rate, out_rate;
+        long long processed, results, lag, dead, prev_processed, prev_results;
+        struct timespec prev_at;
+        int workers_up, workers_n;
+        /* events/s in: growth of the input topic's high watermarks */
+        rd_kafka_t *rk;
+        const char *input;
+        int input_parts;
+        long long input_end, prev_input_end;
+} watch_t;
+
+/* Sum of the input topic's high watermarks, -1 when unknown. Bounded: 500 ms a partition. */
+static long long input_end(watch_t *wt) {
+        if (!wt->rk || !wt->input)
+                return -1;
+        if (!wt->input_parts) {
+                const struct rd_kafka_metadata *md;
+                rd_kafka_topic_t *t = rd_kafka_topic_new(wt->rk, wt->input, NULL);
+                if (rd_kafka_metadata(wt->rk, 0, t, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        if (!md->topics[0].err)
+                                wt->input_parts = md->topics[0].partition_cnt;
+                        rd_kafka_metadata_destroy(md);
+                }
+                rd_kafka_topic_destroy(t);
+                if (!wt->input_parts)
+                        return -1;
+        }
+        long long sum = 0;
+        for (int p = 0; p < wt->input_parts; p++) {
+                int64_t lo, hi;
+                if (rd_kafka_query_watermark_offsets(wt->rk, wt->input, p, &lo, &hi, 500))
+                        return -1;
+                sum += hi;
+        }
+        return sum;
+}
+
+/* Sums one metric (every series of the family) in a Prometheus text body. */
+static long long metric_sum(const char *text, const char *name) {
+        long long sum = 0;
+        size_t nl = strlen(name);
+        for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+                if (strncmp(p, name, nl) || (p[nl] != '{' && p[nl] != ' '))
+                        continue;
+                const char *sp = strchr(p, ' ');
+                const char *brace = memchr(p, '}', (size_t)(strchrnul(p, '\n') - p));
+                if (brace)
+                        sp = strchr(brace, ' ');
+                if (sp)
+                        sum += atoll(sp + 1);
+        }
+        return sum;
+}
+
+/* Metrics of every worker: throughput since the last call, lag, dead letters. */
+static void poll_metrics(watch_t *wt) {
+        if (!wt->workers || !*wt->workers)
+                return;
+        char *list = strdup(wt->workers), *save = NULL;
+        long long processed = 0, results = 0, lag = 0, dead = 0;
+        int up = 0, n = 0;
+        for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+                body_t b;
+                n++;
+                if (http_get(wt->curl, w, "/metrics", &b) == 200 && b.p) {
+                        up++;
+                        processed += metric_sum(b.p, "rill_records_processed_total");
+                        results += metric_sum(b.p, "rill_window_results_total");
+                        lag += metric_sum(b.p, "rill_consumer_lag");
+                        dead += metric_sum(b.p, "rill_records_dead_lettered_total");
+                }
+                free(b.p);
+        }
+        free(list);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double dt = (double)(now.tv_sec - wt->prev_at.tv_sec) + (double)(now.tv_nsec - wt->prev_at.tv_nsec) / 1e9;
+        long long in_end = input_end(wt);
+        if (wt->have_metrics && dt > 0.05 && in_end >= 0 && wt->prev_input_end >= 0)
+                wt->in_rate = in_end >= wt->prev_input_end ? (double)(in_end - wt->prev_input_end) / dt : 0;
+        wt->prev_input_end = in_end;
+        if (wt->have_metrics && dt > 0.05 && up == n) {
+                wt->out_rate = results >= wt->prev_results ? (double)(results - wt->prev_results) / dt : 0;
+        }
+        wt->have_metrics = 1;
+        wt->prev_processed = processed, wt->prev_results = results, wt->prev_at = now;
+        wt->processed = processed, wt->results = results, wt->lag = lag, wt->dead = dead;
+        wt->workers_up = up, wt->workers_n = n;
+}
+
+/* The open window of every shown seller, from the worker that holds it. */
+static void poll_open_windows(watch_t *wt) {
+        if (!wt->workers || !*wt->workers)
+                return;
+        for (size_t i = 0; i < nrows; i++) {
+                row_t *r = &rows[i];
+                r->open_n = 0;
+                char *esc = curl_easy_escape(wt->curl, r->seller, 0), path[600];
+                snprintf(path, sizeof(path), "/query?key=%s", esc ? esc : "");
+                curl_free(esc);
+                char *list = strdup(wt->workers), *save = NULL;
+                for (char *w = strtok_r(list, ",", &save); w && !r->open_n; w = strtok_r(NULL, ",", &save)) {
+                        body_t b;
+                        json_t *d = http_get(wt->curl, w, path, &b) == 200 && b.p ? json_loads(b.p, 0, NULL) : NULL;
+                        free(b.p);
+                        json_t *ws = d ? json_object_get(d, "windows") : NULL, *x;
+                        size_t k;
+                        json_array_foreach(ws, k, x) {
+                                long long st = json_integer_value(json_object_get(x, "window_start_ms"));
+                                if (!r->open_n || st > r->open_start_ms) { /* the newest open window */
+                                        r->open_start_ms = st;
+                                        r->open_total = json_integer_value(json_object_get(x, "sum"));
+                                        r->open_count = json_integer_value(json_object_get(x, "count"));
+                                        r->open_n = 1;
+                                }
+                        }
+                        json_decref(d);
+                }
+                free(list);
+        }
+}
+
+/* Does Postgres hold the same total and count as Kafka for each shown window? */
+static void check_postgres(watch_t *wt) {
+        if (!wt->pg_dsn || !*wt->pg_dsn || !strcmp(wt->pg_dsn, "none"))
+                return;
+        if (!wt->pg || PQstatus(wt->pg) != CONNECTION_OK) {
+                if (time(NULL) < wt->pg_retry)
+                        return;
+                if (wt->pg)
+                        PQfinish(wt->pg);
+                wt->pg = PQconnectdb(wt->pg_dsn);
+                if (PQstatus(wt->pg) != CONNECTION_OK) {
+                        snprintf(wt->pg_err, sizeof(wt->pg_err), "%s", PQerrorMessage(wt->pg));
+                        wt->pg_err[strcspn(wt->pg_err, "\n")] = '\0';
+                        wt->pg_retry = time(NULL) + 5;
+                        return;
+                }
+                wt->pg_err[0] = '\0';
+        }
+        char *table = PQescapeIdentifier(wt->pg, wt->pg_table, strlen(wt->pg_table)), sql[512];
+        if (!table)
+                return;
+        snprintf(sql, sizeof(sql),
+                 "SELECT total_amount_usd, sales_count FROM %s WHERE seller_id = $1 AND "
+                 "window_start = to_timestamp($2::bigint / 1000.0)",
+                 table);
+        PQfreemem(table);
+        for (size_t i = 0; i < nrows; i++)
+                for (int k = 0; k < rows[i].n; k++) {
+                        win_t *w = &rows[i].w[k];
+                        if (w->pg == 1)
+                                continue; /* results are final once committed */
+                        char ms[32];
+                        snprintf(ms, sizeof(ms), "%lld", w->start_ms);
+                        const char *params[2] = {rows[i].seller, ms};
+                        PGresult *res = PQexecParams(wt->pg, sql, 2, NULL, params, NULL, NULL, 0);
+                        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+                                snprintf(wt->pg_err, sizeof(wt->pg_err), "%s", PQresultErrorMessage(res));
+                                wt->pg_err[strcspn(wt->pg_err, "\n")] = '\0';
+                                PQclear(res);
+                                return;
+                        }
+                        if (PQntuples(res) == 0)
+                                w->pg = 3;
+                        else {
+                                w->pg_total = atoll(PQgetvalue(res, 0, 0));
+                                w->pg_count = atoll(PQgetvalue(res, 0, 1));
+                                w->pg = w->pg_total == w->total && w->pg_count == w->count ? 1 : 2;
+                        }
+                        PQclear(res);
+                }
+}
+
+static const char *pg_word(const watch_t *wt, const win_t *w) {
+        if (!wt->pg_dsn || !*wt->pg_dsn || !strcmp(wt->pg_dsn, "none"))
+                return "-";
+        switch (w->pg) {
+        case 1:
+                return "agrees";
+        case 2:
+                return "DIFFERS";
+        case 3:
+                return "missing";
+        default:
+                return "?";
+        }
+}
+
+static void hhmmss(long long ms, char *out, size_t n) {
+        time_t t = (time_t)(ms / 1000);
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(out, n, "%H:%M:%S", &tm);
+}
+
+static void status_line(const watch_t *wt, long long seen, char *out, size_t n) {
+        if (!wt->workers || !*wt->workers)
+                snprintf(out, n, "%lld results read (status: pass --workers HOST:PORT for rates, lag, open windows)",
+                         seen);
+        else if (!wt->workers_up)
+                snprintf(out, n, "%lld results read; no worker reachable at %s", seen, wt->workers);
+        else
+                snprintf(out, n, "in %.0f events/s | out %.1f results/s | lag %lld | dead letters %lld | workers %d/%d%s%s",
+                         wt->in_rate, wt->out_rate, wt->lag, wt->dead, wt->workers_up, wt->workers_n,
+                         wt->pg_err[0] ? " | postgres: " : "", wt->pg_err);
+}
+
+/* The whole table, in place on a terminal (tty) or as a plain block. */
+static void draw(const watch_t *wt, int tty, long long seen) {
         if (nrows > 1)
                 qsort(rows, nrows, sizeof(*rows), row_cmp);
         if (tty)
                 fputs("\033[H\033[J", stdout);
         time_t now = time(NULL);
-        char ts[32];
+        char ts[32], st[512];
         strftime(ts, sizeof(ts), "%H:%M:%S", localtime(&now));
-        printf("latest committed window per seller  (%s, %lld results read)\n", ts, seen);
-        printf("%-24s %-22s %-22s %16s %8s\n", "SELLER", "WINDOW START", "WINDOW END", "TOTAL USD", "SALES");
-        for (size_t i = 0; i < nrows; i++)
-                printf("%-24.24s %-22s %-22s %16lld %8lld\n", rows[i].seller, rows[i].start, rows[i].end,
-                       rows[i].total, rows[i].count);
+        printf("sales per seller, committed windows (UTC)  %s\n", ts);
+        printf("%-20s %-19s %14s %7s %-8s %-10s %14s %7s\n", "SELLER", "CLOSED WINDOW", "TOTAL USD", "SALES",
+               "POSTGRES", "OPEN FROM", "RUNNING USD", "SALES");
+        for (size_t i = 0; i < nrows; i++) {
+                const row_t *r = &rows[i];
+                for (int k = 0; k < (r->n ? r->n : 1); k++) {
+                        char a[16] = "", b[16] = "", o[16] = "", win[24] = "", tot[24] = "", cnt[16] = "",
+                             ot[24] = "", oc[16] = "";
+                        if (r->n) {
+                                hhmmss(r->w[k].start_ms, a, sizeof(a));
+                                hhmmss(r->w[k].end_ms, b, sizeof(b));
+                                snprintf(win, sizeof(win), "%s-%s", a, b);
+                                snprintf(tot, sizeof(tot), "%lld", r->w[k].total);
+                                snprintf(cnt, sizeof(cnt), "%lld", r->w[k].count);
+                        }
+                        if (k == 0 && r->open_n) {
+                                hhmmss(r->open_start_ms, o, sizeof(o));
+                                snprintf(ot, sizeof(ot), "%lld", r->open_total);
+                                snprintf(oc, sizeof(oc), "%lld", r->open_count);
+                        }
+                        printf("%-20.20s %-19s %14s %7s %-8s %-10s %14s %7s\n", k ? "" : r->seller, win, tot, cnt,
+                               r->n ? pg_word(wt, &r->w[k]) : "", o, ot, oc);
+                }
+        }
+        status_line(wt, seen, st, sizeof(st));
+        printf("%s\n", st);
         fflush(stdout);
 }
 
 static int cmd_watch(int argc, char **argv) {
         const char *bootstrap = getenv("RILL_BOOTSTRAP_SERVERS"), *topic = "aggregated-sales";
+        watch_t wt = {.workers = getenv("RILL_WORKERS"), .pg_dsn = getenv("RILL_PG_DSN"),
+                      .pg_table = "aggregated_sales", .input = "sales-usd"};
         int once = 0;
         long interval = 1000;
         for (int i = 0; i < argc; i++) {
@@ -103,10 +423,22 @@ static int cmd_watch(int argc, char **argv) {
                         topic = argv[++i];
                 else if (!strcmp(argv[i], "--interval-ms") && i + 1 < argc)
                         interval = atol(argv[++i]);
+                else if (!strcmp(argv[i], "--workers") && i + 1 < argc)
+                        wt.workers = argv[++i];
+                else if (!strcmp(argv[i], "--pg-dsn") && i + 1 < argc)
+                        wt.pg_dsn = argv[++i];
+                else if (!strcmp(argv[i], "--pg-table") && i + 1 < argc)
+                        wt.pg_table = argv[++i];
+                else if (!strcmp(argv[i], "--input-topic") && i + 1 < argc)
+                        wt.input = argv[++i];
                 else {
                         fprintf(stderr, "salesctl: unknown watch option %s\n", argv[i]);
                         return 2;
                 }
+        }
+        if (interval < 100 || interval > 600000) {
+                fprintf(stderr, "salesctl: --interval-ms %ld out of range (100 .. 600000)\n", interval);
+                return 2;
         }
         char err[512];
         rd_kafka_conf_t *c = rd_kafka_conf_new();
@@ -143,7 +475,11 @@ static int cmd_watch(int argc, char **argv) {
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
         int tty = isatty(1) && !once;
-        long long seen = 0;
+        long long seen = 0, drawn = -1;
+        time_t last_status = 0; /* piped: a status line when results came, else every 10 s */
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        wt.curl = curl_easy_init();
+        wt.rk = rk;
         struct timespec last, now;
         clock_gettime(CLOCK_MONOTONIC, &last);
         time_t deadline = time(NULL) + 120; /* --once: bounded even if a partition never reports EOF */
@@ -154,11 +490,20 @@ static int cmd_watch(int argc, char **argv) {
                                 eofs++;
                         else if (!m->err) {
                                 json_t *d = json_loadb(m->payload, m->len, 0, NULL);
-                                if (d) {
-                                        upsert_row(d);
+                                const char *seller = NULL;
+                                win_t *w = d ? upsert_row(d, &seller) : NULL;
+                                if (d)
                                         seen++;
-                                        json_decref(d);
+                                if (w && !tty && !once) { /* piped: one plain line per new result */
+                                        check_postgres(&wt);
+                                        char a[16], b[16];
+                                        hhmmss(w->start_ms, a, sizeof(a));
+                                        hhmmss(w->end_ms, b, sizeof(b));
+                                        printf("result seller=%s window=%s-%s total_usd=%lld sales=%lld postgres=%s\n",
+                                               seller, a, b, w->total, w->count, pg_word(&wt, w));
+                                        fflush(stdout);
                                 }
+                                json_decref(d);
                         }
                         rd_kafka_message_destroy(m);
                 }
@@ -166,31 +511,38 @@ static int cmd_watch(int argc, char **argv) {
                         break;
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (!once && (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000 >= interval) {
-                        draw(tty, seen);
+                        poll_metrics(&wt);
+                        if (tty) {
+                                poll_open_windows(&wt);
+                                check_postgres(&wt);
+                                draw(&wt, 1, seen);
+                        } else if (seen != drawn || now.tv_sec - last_status >= 10) {
+                                last_status = now.tv_sec;
+                                char st[512];
+                                status_line(&wt, seen, st, sizeof(st));
+                                printf("status %s\n", st);
+                                fflush(stdout);
+                        }
+                        drawn = seen;
                         last = now;
                 }
         }
-        draw(0, seen);
+        if (once) { /* on a terminal the last table stays on the screen */
+                poll_metrics(&wt);
+                poll_open_windows(&wt);
+                check_postgres(&wt);
+                draw(&wt, 0, seen);
+        }
+        if (wt.pg)
+                PQfinish(wt.pg);
+        curl_easy_cleanup(wt.curl);
+        curl_global_cleanup();
         rd_kafka_consumer_close(rk);
         rd_kafka_destroy(rk);
         return 0;
 }
 
 /* ---- query ---------------------------------------------------------------------------- */
-
-typedef struct body {
-        char *p;
-        size_t len;
-} body_t;
-
-static size_t collect(char *data, size_t n, size_t m, void *opaque) {
-        body_t *b = opaque;
-        b->p = realloc(b->p, b->len + n * m + 1);
-        memcpy(b->p + b->len, data, n * m);
-        b->len += n * m;
-        b->p[b->len] = '\0';
-        return n * m;
-}
 
 static int cmd_query(int argc, char **argv) {
         const char *seller = NULL, *workers = getenv("RILL_WORKERS");

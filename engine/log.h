@@ -4,6 +4,9 @@
  * rill_log(level, "event", "key=%s n=%d", ...) writes one line
  *   ts=2026-11-23T21:09:33.123Z level=info event=commit key=... n=...
  * or, with log.format=json, {"ts":...,"level":...,"event":...,"msg":"key=... n=..."}.
+ * Each %s is a whole value, `key=%s` or `key=\"%s\"`: rill_log escapes it so
+ * that the line stays one line of strict logfmt whatever the value holds
+ * (quotes, backslashes, newlines, control bytes, invalid UTF-8); see log.c.
  * Thread-safe: each line is written with one fputs under stdio's lock.
  */
 #ifndef RILL_LOG_H

@@ -1,0 +1,116 @@
+"""Event time that failures cannot bend (unkeyed input, repartition hop).
+
+Lateness is a property of each input partition's own data: a record is late
+only when its window end + grace is at or before the progress of its OWN
+partition. An aggregation's stream time is the minimum over every input
+partition's progress, so a slow, stalled or quiet partition holds windows
+back instead of losing its records; an idle, caught-up partition advances to
+wall-clock time through the log (idle.timeout.ms), so windows still close.
+Each test here failed on the engine before watermarks (stream time was the
+largest event time seen by the aggregation task, from any partition)."""
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+import rill_harness as h  # noqa: E402
+
+W = 10000
+G = 2000
+
+
+def start(names, *extra, env_extra=None):
+    return h.Aggregator(names["app"], "--window-size-ms", str(W), "--grace-ms", str(G), *extra,
+                        input_topic=names["input"], output_topic=names["output"], table=names["table"],
+                        env_extra=env_extra).start().wait_ready()
+
+
+def produce(names, partition, events):
+    h.produce(names["input"], [(None, h.event(s, a, t // 1000)) for s, a, t in events], partition=partition)
+
+
+def wait_results(names, want, timeout=60):
+    def done():
+        got = h.as_truth(h.results(names["output"]))
+        return got if len(got) >= len(want) else None
+    got = h.wait_until(done, timeout, f"{len(want)} windows")
+    assert got == want, f"missing {set(want) - set(got)}, extra {set(got) - set(want)}, " \
+                        f"wrong {[(k, got[k], want[k]) for k in want if k in got and got[k] != want[k]]}"
+    pg = h.wait_until(lambda: (lambda r: r if len(r) >= len(want) else None)(h.pg_results(names["table"])),
+                      30, "Postgres rows")
+    assert {k: v[:2] for k, v in pg.items()} == want
+    return got
+
+
+def test_only_records_behind_their_own_partition_are_late():
+    # Partition 0 runs 5 minutes of event time ahead of partition 1. Before,
+    # partition 0's records pushed the aggregation's stream time past all of
+    # partition 1's windows, and partition 1's on-time records were late.
+    # Now only the one record that is behind its own partition by more than
+    # the grace is late.
+    names = h.app_topics(partitions=2)
+    base = h.aligned_base(W, minutes_ago=30)
+    ahead = [("a", 10 + i, base + 300000 + i * 1000) for i in range(20)]
+    behind = [("b", 100 + i, base + i * 1000) for i in range(20)]
+    straggler = ("a", 5000, base + 300000 + 2000)            # 17 s behind partition 0
+    agg = start(names)
+    produce(names, 0, ahead[:19] + [straggler] + ahead[19:])
+    time.sleep(1)
+    produce(names, 1, behind)
+    end = base + 400000
+    h.close_every_partition(names["input"], "c", end // 1000)
+    want = h.truth(ahead + behind, W, closed_before_ms=end - W - G)
+    wait_results(names, want)
+    dead = h.wait_until(lambda: h.dlq(names["input"] + "-dlq"), 30, "the straggler in the DLQ")
+    assert [(d["reason"], d["headers"]["rill.source.partition"]) for d in dead] == [("late", "0")], dead
+    assert b'"amount_usd": 5000' in dead[0]["value"]
+    assert agg.stop() == 0
+
+
+def test_a_slow_partition_holds_windows_back_instead_of_losing_records():
+    # Both partitions get real-time-like input, but partition 1's producer
+    # stalls for longer than the grace and then catches up with its backlog.
+    names = h.app_topics(partitions=2)
+    base = h.aligned_base(W, minutes_ago=30)
+    agg = start(names)
+    p0 = [("fast", 1, base + i * 500) for i in range(40)]          # 20 s of event time
+    p1_first = [("slow", 10, base + i * 500) for i in range(4)]    # 2 s, then a stall
+    p1_rest = [("slow", 10, base + i * 500) for i in range(4, 40)]
+    produce(names, 1, p1_first)
+    produce(names, 0, p0)
+    time.sleep(4)                                                  # > grace: partition 1 stalled
+    # nothing may close while partition 1 is behind: its windows are open
+    assert h.results(names["output"]) == []
+    produce(names, 1, p1_rest)
+    end = base + 60000
+    h.close_every_partition(names["input"], "c", end // 1000)
+    want = h.truth(p0 + p1_first + p1_rest, W, closed_before_ms=end - W - G)
+    wait_results(names, want)
+    assert h.dlq(names["input"] + "-dlq") == []
+    assert agg.stop() == 0
+
+
+def test_an_empty_and_a_quiet_partition_still_close_windows_by_the_idle_rule_and_replay_alike():
+    # Three partitions: 0 has records, 1 is empty, 2 has records and goes
+    # quiet. With idle advances (caught up, no record for idle.timeout.ms)
+    # every source moves to wall-clock time and the windows close. The
+    # worker is killed right after the Postgres commit of the transaction
+    # that closes them (an idle advance in flight): the restarted worker
+    # replays to the same results.
+    names = h.app_topics(partitions=3)
+    base = h.aligned_base(W, minutes_ago=30)
+    events0 = [("x", 3 + i, base + i * 700) for i in range(10)]
+    events2 = [("y", 7 + i, base + i * 900) for i in range(10)]
+    # the default idle.timeout.ms (30 s): on, so that this works out of the box
+    agg = start(names, env_extra={"RILL_FAULT": "after_pg_commit"})
+    produce(names, 0, events0)
+    produce(names, 2, events2)
+    # the first commit with results dies after Postgres, before Kafka
+    rc = agg.wait_exit(90)
+    assert rc == -9 and "fault_fired" in agg.log(), agg.log()[-2000:]
+    agg.env_extra = {}
+    agg.start().wait_ready()
+    want = h.truth(events0 + events2, W)
+    wait_results(names, want, timeout=120)
+    assert h.dlq(names["input"] + "-dlq") == []
+    assert agg.stop() == 0

@@ -1,5 +1,10 @@
 """rill vs Kafka Streams, side by side, on the same broker, input and machine.
 
+Systems (--systems): rill; kstreams, the Kafka Streams peer with
+exactly_once_v2; kstreams-txn, the same peer with transactional state stores
+(KIP-892, enable.transactional.statestores=true), in the default list when
+the peer's Kafka Streams version has them (4.4 and later).
+
 Run through tests/bench/run, which sources $RILL_RUN_DIR/env (deploy/local/up)
 and builds the peer jar. For each input profile the input topic is preloaded
 once with sales-producer (synthetic event time, so windows close), then each
@@ -53,8 +58,27 @@ from rill_harness import wait_until  # noqa: E402  (bounded polling, shared with
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BUILD = os.environ.get("RILL_BUILD_DIR", os.path.join(ROOT, "build"))
-PEER_JAR = os.path.join(ROOT, "tests", "bench", "peers", "kafka-streams", "target",
-                        "sales-aggregator-kstreams.jar")
+PEER_DIR = os.path.join(ROOT, "tests", "bench", "peers", "kafka-streams")
+PEER_JAR = os.path.join(PEER_DIR, "target", "sales-aggregator-kstreams.jar")
+# rocksdbjni that each Kafka Streams release depends on (mvn dependency:tree)
+ROCKSDBJNI = {"4.4.0": "10.1.3", "3.9.1": "7.9.2"}
+KS_SYSTEMS = ("kstreams", "kstreams-txn")
+
+
+def peer_kafka_version():
+    """kafka.version of the peer's pom.xml (the Kafka Streams it is built with)."""
+    with open(os.path.join(PEER_DIR, "pom.xml")) as f:
+        m = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", f.read())
+    return m.group(1) if m else ""
+
+
+def has_txn_stores(version):
+    """Transactional state stores (KIP-892) came with Kafka Streams 4.4."""
+    try:
+        major, minor = (int(x) for x in version.split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= (4, 4)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -262,6 +286,9 @@ class Worker:
 
     def __init__(self, system, app, input_topic, output_topic, window_ms, grace_ms, threads, table=None):
         self.system, self.app = system, app
+        # kind: the program (rill or the Kafka Streams peer); system: the variant
+        self.kind = "rill" if system == "rill" else "kstreams"
+        self.txn_stores = system == "kstreams-txn"
         self.input, self.output = input_topic, output_topic
         self.window_ms, self.grace_ms, self.threads = window_ms, grace_ms, threads
         self.table = table
@@ -281,7 +308,8 @@ class Worker:
                     "--window-size-ms", str(self.window_ms), "--grace-ms", str(self.grace_ms),
                     "--commit-interval-ms", "100", "--num-stream-threads", str(self.threads)]
         return ["java", "-jar", PEER_JAR, BOOTSTRAP, self.app, self.input, self.output,
-                str(self.window_ms), str(self.grace_ms), str(self.threads), self.state_dir]
+                str(self.window_ms), str(self.grace_ms), str(self.threads), self.state_dir,
+                "true" if self.txn_stores else "false"]
 
     def start(self, label):
         self.log_path = os.path.join(WORK, f"{self.app}-{label}.log")
@@ -322,7 +350,7 @@ class Worker:
                 el = int(kv["elapsed_ms"]) / 1000.0
                 spans.append((end - el, end))
                 records += int(kv["records"])
-            elif self.system == "kstreams" and kv.get("event") == "restore_end":
+            elif self.kind == "kstreams" and kv.get("event") == "restore_end":
                 end = int(kv["t_ms"]) / 1000.0
                 el = max(int(kv["elapsed_ms"]), 0) / 1000.0
                 spans.append((end - el, end))
@@ -513,7 +541,7 @@ def run_restore(w, timeout):
     try:
         wait_until(restored, timeout, f"{w.system} to restore")
     except AssertionError:
-        if w.system == "kstreams" and "state=RUNNING" in w.log():
+        if w.kind == "kstreams" and "state=RUNNING" in w.log():
             pass  # nothing to restore
         else:
             raise
@@ -575,7 +603,7 @@ def run_latency(system, seconds, rate, sellers, window_ms, grace_ms, partitions,
     w = Worker(system, app, inp, out, window_ms, grace_ms, threads, table=table)
     w.start("latency")
     wait_until(w.ready, 90, f"{system} to start", 0.2)
-    if system == "kstreams":
+    if system != "rill":
         time.sleep(1)
     seen_kafka, seen_pg = {}, {}
     stop_ev = threading.Event()
@@ -666,6 +694,9 @@ def machine():
         mem_kb = int(f.readline().split()[1])
     java = cmd(["java", "-version"]) or subprocess.run(["java", "-version"], capture_output=True,
                                                         text=True).stderr.splitlines()[0]
+    ks = peer_kafka_version()
+    broker = os.environ.get("RILL_KAFKA_VERSION") or cmd(
+        [os.path.join(ROOT, "deploy", "local", "kafka", "kafka"), "version"]) or "?"
     pgv = ""
     try:
         with psycopg.connect(PG_DSN, connect_timeout=5) as c:
@@ -677,8 +708,8 @@ def machine():
         "kernel": platform.release(),
         "librdkafka": cmd(["pkg-config", "--modversion", "rdkafka"]),
         "rocksdb_rill": cmd(["dpkg-query", "-W", "-f", "${Version}", "librocksdb-dev"]),
-        "rocksdbjni_kafka_streams": "7.9.2 (kafka-streams 3.9.1 dependency)",
-        "kafka": "3.9.1 (broker and kafka-streams)", "java": java.splitlines()[0] if java else "",
+        "rocksdbjni_kafka_streams": f"{ROCKSDBJNI.get(ks, '?')} (kafka-streams {ks} dependency)",
+        "kafka": f"{broker} (broker), {ks} (kafka-streams)", "java": java.splitlines()[0] if java else "",
         "postgres": pgv, "kcat": cmd(["kcat", "-V"]).splitlines()[0] if cmd(["kcat", "-V"]) else "",
     }
 
@@ -699,27 +730,50 @@ def fmt(v, unit=""):
     return f"{v}{unit}"
 
 
+FIGURES = [  # (name, result key, restore run?)
+    ("throughput (events/s, start to all committed)", "events_per_s", False),
+    ("events per CPU-second", "events_per_cpu_s", False),
+    ("CPU seconds", "cpu_s", False),
+    ("peak RSS (MB)", "peak_rss_mb", False),
+    ("restore (records/s)", "records_per_s", True),
+    ("restore: changelog records", "records", True),
+    ("restore: seconds", "restore_s", True),
+]
+
+
+def figure(p, system, key, restore):
+    return p.get(f"{system}_restore" if restore else system, {}).get(key)
+
+
 def table_rows(p):
-    r, k, c = p.get("rill", {}), p.get("kstreams", {}), p.get("kcat", {})
-    rr, kr = p.get("rill_restore", {}), p.get("kstreams_restore", {})
-    rows = [
-        ("throughput (events/s, start to all committed)", r.get("events_per_s"), k.get("events_per_s"),
-         c.get("events_per_s")),
-        ("events per CPU-second", r.get("events_per_cpu_s"), k.get("events_per_cpu_s"), c.get("events_per_cpu_s")),
-        ("CPU seconds", r.get("cpu_s"), k.get("cpu_s"), c.get("cpu_s")),
-        ("peak RSS (MB)", r.get("peak_rss_mb"), k.get("peak_rss_mb"), c.get("peak_rss_mb")),
-        ("restore (records/s)", rr.get("records_per_s"), kr.get("records_per_s"), None),
-        ("restore: changelog records", rr.get("records"), kr.get("records"), None),
-        ("restore: seconds", rr.get("restore_s"), kr.get("restore_s"), None),
-    ]
-    return [(name, a, b, cc, ratio(a, b), ratio(a, cc)) for name, a, b, cc in rows]
+    """(name, rill, KS, KS txn stores, kcat, rill/KS, rill/KS txn, rill/ceiling)."""
+    rows = []
+    for name, key, restore in FIGURES:
+        a, b, t = (figure(p, s, key, restore) for s in ("rill", "kstreams", "kstreams-txn"))
+        c = None if restore else p.get("kcat", {}).get(key)
+        rows.append((name, a, b, t, c, ratio(a, b), ratio(a, t), ratio(a, c)))
+    return rows
 
 
 def render_table(p):
-    lines = ["| figure | rill | Kafka Streams | kcat ceiling | rill / KS | rill / ceiling |",
-             "| --- | ---: | ---: | ---: | ---: | ---: |"]
-    for name, a, b, c, r1, r2 in table_rows(p):
-        lines.append(f"| {name} | {fmt(a)} | {fmt(b)} | {fmt(c)} | {fmt(r1)} | {fmt(r2)} |")
+    txn = "kstreams-txn" in p
+    head = "| figure | rill | Kafka Streams |" + (" KS + txn stores |" if txn else "") + \
+        " kcat ceiling | rill / KS |" + (" rill / KS txn |" if txn else "") + " rill / ceiling |"
+    lines = [head, "| --- |" + " ---: |" * (head.count("|") - 2)]
+    for name, a, b, t, c, r1, r2, r3 in table_rows(p):
+        cells = [a, b] + ([t] if txn else []) + [c, r1] + ([r2] if txn else []) + [r3]
+        lines.append(f"| {name} | " + " | ".join(fmt(x) for x in cells) + " |")
+    return "\n".join(lines)
+
+
+def render_txn_table(p):
+    """Kafka Streams with transactional state stores / without, figure by figure."""
+    if "kstreams-txn" not in p or "kstreams" not in p:
+        return ""
+    lines = ["| figure | KS | KS + txn stores | txn / plain |", "| --- | ---: | ---: | ---: |"]
+    for name, key, restore in FIGURES:
+        b, t = figure(p, "kstreams", key, restore), figure(p, "kstreams-txn", key, restore)
+        lines.append(f"| {name} | {fmt(b)} | {fmt(t)} | {fmt(ratio(t, b))} |")
     return "\n".join(lines)
 
 
@@ -751,6 +805,9 @@ def print_report(res):
         print(f"\n== profile {p['name']}: {p['total']:,} events, {p['sellers']:,} sellers, "
               f"{p['partitions']} partitions ==")
         print(render_table(p))
+        if render_txn_table(p):
+            print("\nKafka Streams, transactional state stores on vs off:")
+            print(render_txn_table(p))
         v = p.get("verify", {})
         print(f"correctness: {json.dumps(v)}")
     if res.get("latency"):
@@ -797,6 +854,10 @@ def write_docs(res, md_path, json_path):
                    f"{p.get('closing_events')} closing events (event time past every window's close) were "
                    "appended and consumed by both, then the outputs were verified.\n")
         out.append(render_table(p) + "\n")
+        if render_txn_table(p):
+            out.append("Kafka Streams with transactional state stores (`enable.transactional.statestores=true`, "
+                       "KIP-892) against the same peer without them:\n")
+            out.append(render_txn_table(p) + "\n")
         v = p.get("verify", {})
         out.append("Correctness (closed windows, read_committed):\n")
         for key, val in v.items():
@@ -866,6 +927,12 @@ NOTES_MD = """## How it is measured
 - Both systems: 2 stream threads, exactly-once (rill: Kafka transactions + fenced Postgres writes;
   Kafka Streams: `exactly_once_v2`), commit interval 100 ms, default RocksDB settings of each, Kafka
   Streams' default record cache (10 MB).
+- `kstreams-txn` is the same Kafka Streams peer with transactional state stores
+  (`enable.transactional.statestores=true`, KIP-892, Kafka Streams 4.4; the default
+  `statestore.uncommitted.max.bytes`, 64 MB): writes wait in a buffer until their changelog
+  transaction commits, so after a crash the local state is still valid and is not wiped. The
+  restore measured here deletes the state directory on purpose, so both variants restore
+  everything; the difference it measures is the cost of the buffer on the processing path.
 """
 
 
@@ -883,7 +950,8 @@ def main():
     ap.add_argument("--grace-ms", type=int, default=60000, help="see preload() for why 60 s")
     ap.add_argument("--event-rate", type=int, default=30000,
                     help="preloaded events per second of event time (see preload())")
-    ap.add_argument("--systems", default="rill,kstreams")
+    ap.add_argument("--systems", help="comma list of rill, kstreams, kstreams-txn (default: all three "
+                    "when the peer's Kafka Streams has transactional state stores, else rill,kstreams)")
     ap.add_argument("--no-restore", action="store_true")
     ap.add_argument("--latency-seconds", type=int, help="live producer duration (quick 40, full 120); 0 = skip")
     ap.add_argument("--latency-rate", type=int, default=2000)
@@ -900,11 +968,18 @@ def main():
     lat_s = a.latency_seconds if a.latency_seconds is not None else (40 if a.quick else 120)
     lat_w = a.latency_window_ms or (5000 if a.quick else 10000)
     lat_g = a.latency_grace_ms or (1000 if a.quick else 2000)
-    systems = [s for s in a.systems.split(",") if s]
+    ks_version = peer_kafka_version()
+    systems = [s for s in (a.systems or ("rill,kstreams,kstreams-txn" if has_txn_stores(ks_version)
+                                         else "rill,kstreams")).split(",") if s]
+    for s in systems:
+        if s not in ("rill",) + KS_SYSTEMS:
+            sys.exit(f"bench: unknown system '{s}' (want rill, kstreams, kstreams-txn)")
+    if "kstreams-txn" in systems and not has_txn_stores(ks_version):
+        sys.exit(f"bench: kstreams-txn needs Kafka Streams 4.4 or later; the peer is built with {ks_version}")
     for prog in ("sales-aggregator", "sales-producer"):
         if not os.access(os.path.join(BUILD, prog), os.X_OK):
             sys.exit(f"bench: {BUILD}/{prog} is missing (hint: cmake --build build, or set RILL_BUILD_DIR)")
-    if "kstreams" in systems and not os.path.exists(PEER_JAR):
+    if any(s in KS_SYSTEMS for s in systems) and not os.path.exists(PEER_JAR):
         sys.exit(f"bench: {PEER_JAR} is missing (hint: mvn -q -f tests/bench/peers/kafka-streams/pom.xml package)")
 
     profiles_def = {"sellers10k": 10000, "sellers4": 4}
@@ -914,6 +989,9 @@ def main():
                         "stream_threads": a.threads, "window_ms": a.window_ms, "grace_ms": a.grace_ms,
                         "commit_interval_ms": 100, "events_per_event_second": a.event_rate,
                         "exactly_once": "rill: Kafka txn + fenced Postgres; Kafka Streams: exactly_once_v2",
+                        "systems": ",".join(systems),
+                        "kafka_streams_transactional_state_stores": "kstreams-txn only" if "kstreams-txn" in systems
+                        else "off",
                         "rill_postgres_sink": "on (pg.dsn set)", "kafka_streams_postgres_sink": "none",
                         "broker": "1 broker, KRaft, replication factor 1, same host"},
            "profiles": []}
@@ -957,14 +1035,14 @@ def main():
             pgr = pg_rows(workers["rill"].table)
             v["rill_postgres_vs_rill_kafka"] = compare(pgr, outs["rill"])
             v["rill_late_or_bad_dead_letters"] = count_records(f"{prof['rill']['app']}-dlq")
-        if "kstreams" in outs:
-            ktext = log_text(workers["kstreams"].log_path)
+        for s in [s for s in KS_SYSTEMS if s in outs]:
+            ktext = log_text(workers[s].log_path)
             m = re.findall(r"event=bad_records count=(\d+)", ktext)
-            v["kstreams_bad_records"] = int(m[-1]) if m else 0
+            v[f"{s}_bad_records"] = int(m[-1]) if m else 0
             # Kafka Streams drops a late record with this WARN line (rill dead-letters it)
-            v["kstreams_late_dropped"] = ktext.count("Skipping record for expired window")
-        if "rill" in outs and "kstreams" in outs:
-            v["rill_vs_kstreams"] = compare(outs["rill"], outs["kstreams"])
+            v[f"{s}_late_dropped"] = ktext.count("Skipping record for expired window")
+            if "rill" in outs:
+                v[f"rill_vs_{s}"] = compare(outs["rill"], outs[s])
         prof["verify"] = v
         say(f"verify: {json.dumps(v)}")
         for s, w in workers.items():

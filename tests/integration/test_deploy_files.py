@@ -531,7 +531,10 @@ def test_compose_has_the_services(compose):
 
 def test_compose_kafka_is_a_single_kraft_node(compose):
     kafka = compose["services"]["kafka"]
-    assert kafka["image"] == "apache/kafka:3.9.1"
+    # the same Kafka release as the local stack's default (deploy/local/kafka/pom.xml)
+    pinned = re.search(r"<kafka\.version>([^<]+)</kafka\.version>",
+                       (ROOT / "deploy" / "local" / "kafka" / "pom.xml").read_text()).group(1)
+    assert kafka["image"] == f"apache/kafka:{pinned}"
     env = env_of(kafka)
     want = {"KAFKA_PROCESS_ROLES": "broker,controller",
             "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR": "1",

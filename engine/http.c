@@ -5,6 +5,8 @@
  *   GET /readyz    200 once every thread joined the group and no task is
  *                  restoring (Kubernetes readiness: not ready during restore)
  *   GET /metrics   Prometheus text format
+ *   GET /tasks     the owned tasks: event time, lag, for aggregation tasks the
+ *                  source partition holding their windows back and by how much
  *   GET /query?key=K  the committed windows of key K held by this process
  *                  (interactive queries): 200 with JSON, 404 when another
  *                  process owns the key's partition, 400 for a missing or
@@ -229,6 +231,39 @@ static int query(rill_http_t *h, struct MHD_Connection *conn, tbuf_t *b, int *bu
         return status;
 }
 
+/* GET /tasks: every task this process owns, with its event time and, for
+ * an aggregation task of unkeyed input, the source partition that holds its
+ * windows back and by how much: why windows are not closing. */
+static int tasks(rill_app_t *app, tbuf_t *b) {
+        tb_printf(b, "{\"tasks\":[");
+        int n = 0;
+        for (int i = 0; i < app->nthreads; i++) {
+                rill_metrics_t *m = &app->metrics[i];
+                for (int s = 0; s < 2 * m->partitions; s++) {
+                        if (!atomic_load(&m->owned[s]))
+                                continue;
+                        int agg = s >= m->partitions;
+                        long long st = atomic_load(&m->stream_time[s]);
+                        tb_printf(b, "%s{\"thread\":%d,\"kind\":\"%s\",\"partition\":%d,"
+                                     "\"stream_time_ms\":",
+                                  n++ ? "," : "", i, agg ? "aggregate" : "source",
+                                  s % m->partitions);
+                        if (st == INT64_MIN)
+                                tb_printf(b, "null");
+                        else
+                                tb_printf(b, "%lld", st);
+                        tb_printf(b, ",\"lag\":%lld", atomic_load(&m->lag[s]));
+                        if (agg && !app->keyed)
+                                tb_printf(b, ",\"held_by_source\":%lld,\"held_back_ms\":%lld",
+                                          atomic_load(&m->held_by[s]),
+                                          atomic_load(&m->held_back_ms[s]));
+                        tb_printf(b, "}");
+                }
+        }
+        tb_printf(b, "]}\n");
+        return MHD_HTTP_OK;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
                               const char *method, const char *version, const char *upload,
                               size_t *upload_size, void **state) {
@@ -249,12 +284,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         } else if (!strcmp(url, "/metrics")) {
                 status = metrics(app, &b);
                 type = "text/plain; version=0.0.4";
+        } else if (!strcmp(url, "/tasks")) {
+                status = tasks(app, &b);
+                type = "application/json";
         } else if (!strcmp(url, "/query")) {
                 b.limit = RILL_QUERY_BODY_MAX;
                 status = query(h, conn, &b, &busy);
                 type = "application/json";
         } else {
-                tb_printf(&b, "not found: try /healthz, /readyz, /metrics, /query?key=\n");
+                tb_printf(&b, "not found: try /healthz, /readyz, /metrics, /tasks, /query?key=\n");
                 status = MHD_HTTP_NOT_FOUND;
         }
         if (b.failed) { /* out of memory (or a /metrics past TEXT_MAX) */

@@ -822,7 +822,6 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         rd_kafka_conf_t *cc = base_conf(app);
         const char *ckv[] = {"group.id", app->app_id,
                              "client.id", client_id,
-                             "partition.assignment.strategy", "cooperative-sticky",
                              "enable.auto.commit", "false",
                              "enable.auto.offset.store", "false",
                              "isolation.level", "read_committed",
@@ -831,6 +830,14 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
                              NULL};
         if (set_all(cc, ckv, errstr, errstr_size))
                 goto fail_cc;
+        /* KIP-848 (-X group.protocol=consumer, librdkafka >= 2.12): the broker
+         * assigns, and librdkafka refuses a client-side assignment strategy */
+        const char *proto = rill_conf_get(app->conf, "kafka.group.protocol");
+        if (!proto || strcmp(proto, "consumer")) {
+                const char *akv[] = {"partition.assignment.strategy", "cooperative-sticky", NULL};
+                if (set_all(cc, akv, errstr, errstr_size))
+                        goto fail_cc;
+        }
         const char *gi = rill_conf_get(app->conf, "group.instance.id");
         if (gi && *gi) {
                 snprintf(instance, sizeof(instance), "%s-%d", gi, index);

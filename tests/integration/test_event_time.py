@@ -8,9 +8,12 @@ back instead of losing its records; an idle, caught-up partition advances to
 wall-clock time through the log (idle.timeout.ms), so windows still close.
 Each test here failed on the engine before watermarks (stream time was the
 largest event time seen by the aggregation task, from any partition)."""
+import json
 import os
+import socket
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import rill_harness as h  # noqa: E402
@@ -72,7 +75,11 @@ def test_a_slow_partition_holds_windows_back_instead_of_losing_records():
     # stalls for longer than the grace and then catches up with its backlog.
     names = h.app_topics(partitions=2)
     base = h.aligned_base(W, minutes_ago=30)
-    agg = start(names)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    agg = start(names, "--http-port", str(port))
     p0 = [("fast", 1, base + i * 500) for i in range(40)]          # 20 s of event time
     p1_first = [("slow", 10, base + i * 500) for i in range(4)]    # 2 s, then a stall
     p1_rest = [("slow", 10, base + i * 500) for i in range(4, 40)]
@@ -81,6 +88,16 @@ def test_a_slow_partition_holds_windows_back_instead_of_losing_records():
     time.sleep(4)                                                  # > grace: partition 1 stalled
     # nothing may close while partition 1 is behind: its windows are open
     assert h.results(names["output"]) == []
+    # and the operator sees why: partition 1 holds every aggregation task back
+    def held():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/tasks", timeout=5) as r:
+            t = json.loads(r.read())["tasks"]
+        aggs = [x for x in t if x["kind"] == "aggregate"]
+        return aggs if len(aggs) == 2 and all(x["held_by_source"] == 1 and x["held_back_ms"] >= 17000
+                                              for x in aggs) else None
+    h.wait_until(held, 10, "/tasks to name partition 1 as the one holding windows back")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        assert 'rill_stream_time_held_by_source{' in r.read().decode()
     produce(names, 1, p1_rest)
     end = base + 60000
     h.close_every_partition(names["input"], "c", end // 1000)

@@ -422,6 +422,21 @@ static void draw(const watch_t *wt, int tty, long long seen) {
         fflush(stdout);
 }
 
+
+/* Assign every partition of topic (md: its metadata, destroyed here) from
+ * the beginning. @returns the partition count. */
+static int assign_from_beginning(rd_kafka_t *rk, const struct rd_kafka_metadata *md,
+                                 const char *topic) {
+        int nparts = md->topics[0].partition_cnt;
+        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
+        for (int p = 0; p < nparts; p++)
+                rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        rd_kafka_metadata_destroy(md);
+        rd_kafka_assign(rk, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+        return nparts;
+}
+
 static int cmd_watch(int argc, char **argv) {
         const char *bootstrap = getenv("RILL_BOOTSTRAP_SERVERS"), *topic = "aggregated-sales";
         watch_t wt = {.workers = getenv("RILL_WORKERS"), .pg_dsn = getenv("RILL_PG_DSN"),
@@ -479,13 +494,7 @@ static int cmd_watch(int argc, char **argv) {
                 rd_kafka_destroy(rk);
                 return 1;
         }
-        int nparts = md->topics[0].partition_cnt, eofs = 0;
-        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
-        for (int p = 0; p < nparts; p++)
-                rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        rd_kafka_metadata_destroy(md);
-        rd_kafka_assign(rk, parts);
-        rd_kafka_topic_partition_list_destroy(parts);
+        int nparts = assign_from_beginning(rk, md, topic), eofs = 0;
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
         int tty = isatty(1) && !once;
@@ -688,13 +697,7 @@ static int read_all(rd_kafka_t *rk, const char *topic, int missing_ok, void (*ea
                 fprintf(stderr, "salesctl: cannot read topic %s: %s\n", topic, rd_kafka_err2str(te));
                 return 1;
         }
-        int nparts = md->topics[0].partition_cnt, eofs = 0;
-        rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(nparts);
-        for (int p = 0; p < nparts; p++)
-                rd_kafka_topic_partition_list_add(parts, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        rd_kafka_metadata_destroy(md);
-        rd_kafka_assign(rk, parts);
-        rd_kafka_topic_partition_list_destroy(parts);
+        int nparts = assign_from_beginning(rk, md, topic), eofs = 0;
         time_t deadline = time(NULL) + 120;
         while (eofs < nparts && !stop) {
                 if (time(NULL) > deadline) {

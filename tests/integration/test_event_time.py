@@ -10,7 +10,6 @@ Each test here failed on the engine before watermarks (stream time was the
 largest event time seen by the aggregation task, from any partition)."""
 import json
 import os
-import socket
 import sys
 import time
 import urllib.request
@@ -75,10 +74,7 @@ def test_a_slow_partition_holds_windows_back_instead_of_losing_records():
     # stalls for longer than the grace and then catches up with its backlog.
     names = h.app_topics(partitions=2)
     base = h.aligned_base(W, minutes_ago=30)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = h.free_port()
     agg = start(names, "--http-port", str(port))
     p0 = [("fast", 1, base + i * 500) for i in range(40)]          # 20 s of event time
     p1_first = [("slow", 10, base + i * 500) for i in range(4)]    # 2 s, then a stall

@@ -16,13 +16,7 @@ import rill_harness as h  # noqa: E402
 
 DEMO = os.path.join(h.ROOT, "deploy", "local", "demo")
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = h.free_port
 
 
 def descendants(pid):

@@ -18,13 +18,7 @@ import rill_harness as h  # noqa: E402
 W = 60000
 SALESCTL = os.path.join(h.BUILD, "salesctl")
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+free_port = h.free_port
 
 
 def get(port, path):

@@ -33,6 +33,16 @@ BOOTSTRAP = env("RILL_BOOTSTRAP_SERVERS")
 PG_DSN = env("RILL_PG_DSN")
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def uniq(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

@@ -106,9 +106,9 @@ int64_t rill_task_abort(rill_task_t *t);
 int rill_task_idle_due(rill_worker_t *w, const rill_task_t *t, int64_t now_mono_ms);
 /** Advance stream time to wall-clock time if caught_up (the partition's
  *  position is at its end: no record is waiting, queued or in the log);
- *  either way the idle clock restarts. */
-void rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
-                            int caught_up);
+ *  either way the idle clock restarts. @returns 1 when time moved. */
+int rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
+                           int caught_up);
 
 /* ---- worker.c: the services a task uses from its thread ------------------------- */
 

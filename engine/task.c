@@ -68,7 +68,16 @@ static int drop_closed_windows(rill_worker_t *w, rill_task_t *t, char *errstr,
         rill_app_t *app = rill_worker_app(w);
         if (t->stream_time == INT64_MIN)
                 return 0;
+        /* Only below the bound the task closed windows at (stored with the
+         * stream time): with a smaller grace or window now, windows above it
+         * were never emitted, and the first flush emits them. A store that
+         * knows no bound (written by an older version) drops nothing. */
         int64_t bound = rill_window_close_bound(app->window_ms, app->grace_ms, t->stream_time);
+        int64_t closed = rill_wstore_closed_bound(t->store);
+        if (closed == INT64_MIN)
+                return 0;
+        if (closed < bound)
+                bound = closed;
         rill_wlist_t stale = {0};
         if (rill_wstore_closed(t->store, bound, &stale, errstr, errstr_size))
                 return -1;
@@ -133,8 +142,13 @@ int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t 
                         t->src[i] = t->committed_src[i] =
                             v && (i + 1) * 8 <= len ? rill_be64_get(v + i * 8) : INT64_MIN;
         }
-        if (drop_closed_windows(w, t, errstr, errstr_size))
+        if (drop_closed_windows(w, t, errstr, errstr_size)) {
+                rill_wstore_close(t->store);
+                t->store = NULL;
+                free(t->src), free(t->committed_src);
+                t->src = t->committed_src = NULL;
                 return -1;
+        }
         t->changelog_next = -1;
         t->last_activity_ms = rill_now_mono_ms();
         return 0;
@@ -178,6 +192,13 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
                 return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
                                                errstr_size);
         t->last_activity_ms = rill_worker_batch_mono_ms(w);
+        if (!rill_event_time_valid(ev.ts_ms)) {
+                snprintf(rej.reason, sizeof(rej.reason), "invalid_timestamp");
+                snprintf(rej.detail, sizeof(rej.detail),
+                         "event time %lld ms is outside years 1 to 9999", (long long)ev.ts_ms);
+                return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
+                                               errstr_size);
+        }
         int64_t ws = rill_window_start(ev.ts_ms, app->window_ms);
         if (t->progress != INT64_MIN &&
             rill_window_closed(ws, app->window_ms, app->grace_ms, t->progress)) {
@@ -378,12 +399,12 @@ int rill_task_idle_due(rill_worker_t *w, const rill_task_t *t, int64_t now_mono_
         return advances && app->idle_ms && now_mono_ms - t->last_activity_ms >= app->idle_ms;
 }
 
-void rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
-                            int caught_up) {
+int rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
+                           int caught_up) {
         (void)w;
         t->last_activity_ms = now_mono_ms; /* asked again after idle.timeout.ms */
         if (!caught_up)
-                return;
+                return 0;
         int64_t wall = rill_now_wall_ms();
         int64_t *time = t->kind == RILL_TASK_SOURCE ? &t->progress : &t->stream_time;
         if (wall > *time) {
@@ -391,7 +412,9 @@ void rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_m
                          t->partition, t->kind == RILL_TASK_SOURCE ? "source" : "aggregate",
                          (long long)wall);
                 *time = wall;
+                return 1;
         }
+        return 0;
 }
 
 /* ---- the commit cycle's task part ------------------------------------------------ */
@@ -429,7 +452,10 @@ static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
         char *buf = NULL;
         for (; size <= RESULT_MAX; size *= 2) {
                 free(buf);
-                buf = malloc(size);
+                if (!(buf = malloc(size))) {
+                        snprintf(errstr, errstr_size, "out of memory formatting a result");
+                        return -1;
+                }
                 if ((n = app->topo.format(app->topo.opaque, res, buf, size)))
                         break;
         }
@@ -524,6 +550,10 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
         if (t->src && memcmp(t->src, t->committed_src, (size_t)app->partitions * sizeof(*t->src))) {
                 size_t n = (size_t)app->partitions * 8;
                 unsigned char *v = malloc(n);
+                if (!v) {
+                        snprintf(errstr, errstr_size, "out of memory writing source progress");
+                        return -1;
+                }
                 for (int i = 0; i < app->partitions; i++)
                         rill_be64_put(v + i * 8, t->src[i]);
                 rill_wstore_put_sources(t->store, v, n);
@@ -536,10 +566,12 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
                         return -1;
         }
         if (t->stream_time != t->committed_stream_time) {
-                unsigned char v[8];
+                unsigned char v[16];
                 rill_be64_put(v, t->stream_time);
+                rill_be64_put(v + 8, t->closed_bound);
+                rill_wstore_put_closed_bound(t->store, t->closed_bound);
                 if (rill_worker_produce(w, RILL_OUT_CHANGELOG, t->partition,
-                                        RILL_STREAM_TIME_KEY, RILL_STREAM_TIME_KEY_LEN, v, 8, NULL,
+                                        RILL_STREAM_TIME_KEY, RILL_STREAM_TIME_KEY_LEN, v, 16, NULL,
                                         (void *)(intptr_t)(t->partition + 1), errstr,
                                         errstr_size))
                         return -1;
@@ -573,7 +605,8 @@ int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
 
 int64_t rill_task_abort(rill_task_t *t) {
         int64_t rewind = t->first_uncommitted;
-        t->eof_offset = -1; /* the consumer is rewound: the end must be seen again */
+        if (rewind >= 0) /* the consumer is rewound: the end must be seen again */
+                t->eof_offset = -1;
         t->first_uncommitted = -1;
         t->next_offset = t->committed_offset;
         t->records_since_commit = 0;

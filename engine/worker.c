@@ -352,29 +352,13 @@ static void update_gauges(rill_worker_t *w) {
 
 /* The input position of a task: the next offset it will process. Known
  * from its records once it processed one; before that it is the group's
- * committed offset (asked once, then kept), or, for a partition the group
- * never committed, its log start (auto.offset.reset=earliest).
- * @returns the position, or -1 when the broker did not answer. */
+ * committed offset, or, for a partition the group never committed, its log
+ * start (auto.offset.reset=earliest), both loaded at assignment.
+ * @returns the position, or -1 while unknown. No broker call: this runs in
+ * the commit cycle, inside the transaction's deadline. */
 static int64_t task_position(rill_worker_t *w, rill_task_t *t) {
-        if (t->next_offset >= 0)
-                return t->next_offset;
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, t->topic, t->partition);
-        int64_t pos = -1;
-        rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, l, 5000);
-        if (!err && !l->elems[0].err && l->elems[0].offset >= 0) {
-                pos = l->elems[0].offset;
-        } else if (!err && !l->elems[0].err) {
-                int64_t lo, hi;
-                char errstr[256];
-                if (!rill_restorer_end_offsets(w->restorer, t->topic, t->partition, 5000, &lo, &hi,
-                                               errstr, sizeof(errstr)))
-                        pos = lo;
-        }
-        rd_kafka_topic_partition_list_destroy(l);
-        if (pos >= 0)
-                t->next_offset = t->committed_offset = pos;
-        return pos;
+        (void)w;
+        return t->next_offset; /* loaded at assignment (load_positions), then kept */
 }
 
 /* Idle advance rule: only a partition that is caught up -- its position at
@@ -388,8 +372,10 @@ static int task_caught_up(rill_worker_t *w, rill_task_t *t) {
         if (t->eof_offset > pos) /* the fetcher stepped over markers to get there */
                 pos = t->eof_offset;
         char errstr[256];
-        if (pos < 0 || rill_restorer_end_offsets(w->restorer, t->topic, t->partition, 2000, &lo,
-                                                 &hi, errstr, sizeof(errstr)))
+        int bound = w->txn_open && txn_left_ms(w) < 2000 ? (int)txn_left_ms(w) : 2000;
+        if (pos < 0 || bound <= 0 ||
+            rill_restorer_end_offsets(w->restorer, t->topic, t->partition, bound, &lo, &hi, errstr,
+                                      sizeof(errstr)))
                 return 0;
         return pos >= hi;
 }
@@ -656,45 +642,79 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
         }
 }
 
-/* The committed offsets of newly assigned source tasks, with the progress
- * their previous owner committed as metadata (one round trip for all):
- * lateness at the source then continues from where the committed input
- * stopped, and a replay decides it the same way. A partition without it
- * starts with no progress. */
-static void load_source_progress(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
+/* The committed offsets of newly assigned tasks (one round trip for all),
+ * and for source tasks the progress their previous owner committed with
+ * them as metadata: lateness at the source continues from where the
+ * committed input stopped, and a replay decides it the same way. A
+ * read_committed consumer gets no answer while the previous owner's offset
+ * commit is still pending in an open transaction (UNSTABLE_OFFSET_COMMIT,
+ * retried by librdkafka), which lasts at most transaction.timeout.ms: the
+ * wait is bounded by that plus a margin. A source task never runs without
+ * its progress: if it cannot be loaded, the thread fails.
+ * @returns 0, or -1 (the app is failed). */
+static int load_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt);
         for (int i = 0; i < parts->cnt; i++) {
                 rill_task_t **slot = task_slot(w, parts->elems[i].topic, parts->elems[i].partition);
-                if (slot && *slot && (*slot)->kind == RILL_TASK_SOURCE && (*slot)->next_offset < 0)
-                        rd_kafka_topic_partition_list_add(l, parts->elems[i].topic,
-                                                          parts->elems[i].partition);
+                if (slot && *slot && (*slot)->next_offset < 0)
+                        rd_kafka_topic_partition_list_add(l, (*slot)->topic, (*slot)->partition);
         }
-        rd_kafka_resp_err_t err = l->cnt ? rd_kafka_committed(w->consumer, l, 10000)
-                                         : RD_KAFKA_RESP_ERR_NO_ERROR;
-        if (err)
-                rill_log(RILL_LOG_WARN, "source_progress_unknown",
-                         "thread=%s partitions=%d error=\"%s\" action=start_without_progress",
-                         w->name, l->cnt, rd_kafka_err2str(err));
-        for (int i = 0; !err && i < l->cnt; i++) {
+        int64_t deadline = rill_now_mono_ms() + w->txn_timeout_ms + 10000;
+        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+        for (int attempt = 1; l->cnt; attempt++) {
+                int64_t left = deadline - rill_now_mono_ms();
+                err = rd_kafka_committed(w->consumer, l, (int)(left > 1000 ? left : 1000));
+                for (int i = 0; !err && i < l->cnt; i++)
+                        if (l->elems[i].err)
+                                err = l->elems[i].err;
+                if (!err || rill_now_mono_ms() >= deadline || atomic_load(&w->app->stop))
+                        break;
+                rill_log(RILL_LOG_WARN, "committed_offsets_retry",
+                         "thread=%s partitions=%d attempt=%d error=\"%s\"", w->name, l->cnt,
+                         attempt, rd_kafka_err2str(err));
+        }
+        int rc = 0;
+        for (int i = 0; i < l->cnt; i++) {
                 rd_kafka_topic_partition_t *e = &l->elems[i];
                 rill_task_t **slot = task_slot(w, e->topic, e->partition);
-                size_t plen = strlen(RILL_PROGRESS_META);
-                if (e->err || !slot || !*slot)
+                rill_task_t *t = slot ? *slot : NULL;
+                if (!t)
                         continue;
-                if (e->offset >= 0)
-                        (*slot)->next_offset = (*slot)->committed_offset = e->offset;
-                if (e->metadata && e->metadata_size > plen && e->metadata_size < 64 &&
-                    !memcmp(e->metadata, RILL_PROGRESS_META, plen)) {
+                if (err || e->err) {
+                        if (t->kind == RILL_TASK_SOURCE) {
+                                rill_app_fail(w->app,
+                                              "thread %s: cannot read the committed offset and "
+                                              "progress of %s [%d]: %s (hint: is the group "
+                                              "coordinator reachable?)",
+                                              w->name, e->topic, e->partition,
+                                              rd_kafka_err2str(err ? err : e->err));
+                                rc = -1;
+                        }
+                        continue; /* an aggregation task learns it from its first record */
+                }
+                if (e->offset >= 0) {
+                        t->next_offset = t->committed_offset = e->offset;
+                } else {
+                        int64_t lo, hi;
+                        char errstr[256];
+                        if (!rill_restorer_end_offsets(w->restorer, e->topic, e->partition, 5000,
+                                                       &lo, &hi, errstr, sizeof(errstr)))
+                                t->next_offset = t->committed_offset = lo;
+                }
+                size_t plen = strlen(RILL_PROGRESS_META);
+                if (t->kind == RILL_TASK_SOURCE && e->metadata && e->metadata_size > plen &&
+                    e->metadata_size < 64 && !memcmp(e->metadata, RILL_PROGRESS_META, plen)) {
                         char num[64];
                         memcpy(num, (char *)e->metadata + plen, e->metadata_size - plen);
                         num[e->metadata_size - plen] = '\0';
                         char *end;
                         long long v = strtoll(num, &end, 10);
                         if (*end == '\0')
-                                rill_task_set_committed_progress(*slot, v);
+                                rill_task_set_committed_progress(t, v);
                 }
         }
         rd_kafka_topic_partition_list_destroy(l);
+        return rc;
 }
 
 static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
@@ -731,7 +751,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                                  "thread=%s the uncommitted work was aborted and is replayed",
                                  w->name);
                 assign_tasks(w, parts);
-                load_source_progress(w, parts);
+                load_positions(w, parts);
                 e = rd_kafka_incremental_assign(rk, parts);
                 atomic_store(&w->m->joined, 1);
         } else {
@@ -1053,11 +1073,14 @@ static void run_loop(rill_worker_t *w) {
                         continue;
                 }
                 now = rill_now_mono_ms();
+                int advanced = 0;
                 FOREACH_TASK(w, t) {
                         if (rill_task_idle_due(w, t, now))
-                                rill_task_idle_advance(w, t, now, task_caught_up(w, t));
+                                advanced |= rill_task_idle_advance(w, t, now, task_caught_up(w, t));
                 }
-                if (now - w->last_commit_ms >= w->app->commit_ms) {
+                /* an advance commits at once: its watermark then carries the
+                 * input offset it was decided at, before any later record */
+                if (advanced || now - w->last_commit_ms >= w->app->commit_ms) {
                         commit_all(w, "interval");
                         w->commit_total_ms += rill_now_mono_ms() - now;
                 }

@@ -8,7 +8,9 @@
  * Store value = msgpack array [sum, count, first_ts_ms, last_ts_ms].
  * The changelog topic uses the same key and value bytes; a window deleted on
  * close is a tombstone (null value). The task's stream time travels in the
- * changelog under the one-byte key RILL_STREAM_TIME_KEY (value 8 bytes BE),
+ * changelog under the one-byte key RILL_STREAM_TIME_KEY (value 8 bytes BE,
+ * then, since the close bound is kept, 8 more: the bound below which windows
+ * were closed at that stream time),
  * and its sources' progress under RILL_SOURCES_KEY.
  */
 #ifndef RILL_CODEC_H

@@ -37,6 +37,7 @@
 #define META_OFFSET "\xff" "changelog_offset"
 #define META_STREAM_TIME "\xff" "stream_time"
 #define META_SOURCES "\xff" "sources"
+#define META_CLOSED_BOUND "\xff" "closed_bound"
 #define META_IDENTITY "\xff" "identity"
 /* Window starts from here up encode to keys starting with 0xff: the meta
  * keys' range. None is ever written (apply refuses them) or scanned
@@ -64,6 +65,7 @@ struct rill_wstore {
         rocksdb_writeoptions_t *wopts;
         int64_t changelog_offset;
         int64_t stream_time;
+        int64_t closed_bound, closed_bound_staged; /* INT64_MIN: unknown / none staged */
         char *sources, *sources_staged; /* committed / staged RILL_SOURCES_KEY value */
         size_t sources_len, sources_staged_len;
         centry_t **buckets;
@@ -396,6 +398,10 @@ rill_wstore_t *rill_wstore_open_opts(const char *dir, const char *identity,
                                                strlen(META_IDENTITY), &len, &err);
                         ws->changelog_offset = meta_get_int(ws, META_OFFSET, -1, &err);
                         ws->stream_time = meta_get_int(ws, META_STREAM_TIME, INT64_MIN, &err);
+                        ws->closed_bound_staged = INT64_MIN;
+                        if (!err)
+                                ws->closed_bound =
+                                    meta_get_int(ws, META_CLOSED_BOUND, INT64_MIN, &err);
                         if (!err)
                                 ws->sources = rocksdb_get(ws->db, ws->ropts, META_SOURCES,
                                                           strlen(META_SOURCES), &ws->sources_len,
@@ -659,6 +665,12 @@ const void *rill_wstore_sources(const rill_wstore_t *ws, size_t *len) {
         return ws->sources;
 }
 
+int64_t rill_wstore_closed_bound(const rill_wstore_t *ws) { return ws->closed_bound; }
+
+void rill_wstore_put_closed_bound(rill_wstore_t *ws, int64_t bound) {
+        ws->closed_bound_staged = bound;
+}
+
 void rill_wstore_put_sources(rill_wstore_t *ws, const void *value, size_t len) {
         free(ws->sources_staged);
         ws->sources_staged = malloc(len ? len : 1);
@@ -734,6 +746,12 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         }
         free(v);
         batch_meta(b, changelog_offset, stream_time);
+        if (ws->closed_bound_staged != INT64_MIN) {
+                unsigned char cb[8];
+                rill_be64_put(cb, ws->closed_bound_staged);
+                rocksdb_writebatch_put(b, META_CLOSED_BOUND, strlen(META_CLOSED_BOUND), (char *)cb,
+                                       8);
+        }
         if (ws->sources_staged)
                 rocksdb_writebatch_put(b, META_SOURCES, strlen(META_SOURCES), ws->sources_staged,
                                        ws->sources_staged_len);
@@ -748,6 +766,10 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         ws->changelog_offset = changelog_offset;
         if (stream_time != INT64_MIN)
                 ws->stream_time = stream_time;
+        if (ws->closed_bound_staged != INT64_MIN) {
+                ws->closed_bound = ws->closed_bound_staged;
+                ws->closed_bound_staged = INT64_MIN;
+        }
         if (ws->sources_staged) {
                 free(ws->sources);
                 ws->sources = ws->sources_staged, ws->sources_len = ws->sources_staged_len;
@@ -761,6 +783,7 @@ void rill_wstore_discard(rill_wstore_t *ws) {
         cache_clear(ws);
         free(ws->sources_staged);
         ws->sources_staged = NULL, ws->sources_staged_len = 0;
+        ws->closed_bound_staged = INT64_MIN;
 }
 
 /* ---- restore ---------------------------------------------------------------------- */
@@ -768,10 +791,14 @@ void rill_wstore_discard(rill_wstore_t *ws) {
 int rill_wstore_restore_add(rill_wstore_t *ws, const void *key, size_t key_len,
                             const void *value, size_t value_len) {
         if (key_len == RILL_STREAM_TIME_KEY_LEN && !memcmp(key, RILL_STREAM_TIME_KEY, 1)) {
-                if (value && value_len == 8) {
+                if (value && (value_len == 8 || value_len == 16)) {
                         int64_t st = rill_be64_get(value);
                         if (st > ws->stream_time || ws->stream_time == INT64_MIN)
                                 ws->stream_time = st;
+                        /* 16 bytes: the bound below which windows were closed
+                         * (and emitted) at that stream time */
+                        if (value_len == 16)
+                                ws->closed_bound_staged = rill_be64_get((const unsigned char *)value + 8);
                 }
                 return 0;
         }

@@ -90,6 +90,12 @@ int64_t rill_wstore_stream_time(const rill_wstore_t *ws);
  *  value: one 8-byte BE time per source partition), NULL when none is
  *  stored; *len is its length. Owned by the store. */
 const void *rill_wstore_sources(const rill_wstore_t *ws, size_t *len);
+/** The committed close bound: windows starting before it were closed and
+ *  emitted by the task that wrote it (INT64_MIN: unknown, e.g. a store of
+ *  an older version). */
+int64_t rill_wstore_closed_bound(const rill_wstore_t *ws);
+/** Stage a new close bound, written by the next rill_wstore_apply. */
+void rill_wstore_put_closed_bound(rill_wstore_t *ws, int64_t bound);
 /** Stage a new sources value: written by the next rill_wstore_apply with
  *  the windows, dropped by rill_wstore_discard. Copies value. */
 void rill_wstore_put_sources(rill_wstore_t *ws, const void *value, size_t len);

@@ -146,7 +146,8 @@ def test_restore_drops_windows_closed_before_it_without_emitting_them():
     h.produce(changelog, [
         (_wkey(base, b"s1"), _agg(5, 1, base, base)),                  # closed: stale
         (_wkey(base + 5 * W, b"s1"), _agg(7, 1, stream_time, stream_time)),  # open
-        (b"\x01", struct.pack(">q", stream_time)),
+        # stream time, and the bound below which windows were closed at it
+        (b"\x01", struct.pack(">qq", stream_time, stream_time - W - G - (stream_time - G) % W)),
     ], partition=0)
     agg = start(names, "--input-keyed")
     # one more record in the open window makes the task commit (and flush)
@@ -175,6 +176,29 @@ def test_a_result_with_the_longest_control_character_seller_id_is_emitted():
     rows = h.wait_until(lambda: h.results(names["output"]), 30, "the long seller's result")
     assert [(r["seller_id"], r["total_amount_usd"], r["sales_count"]) for r in rows] == [(seller, 9, 1)]
     assert h.pg_results(names["table"])[(seller, base)][:2] == (9, 1)
+    assert agg.stop() == 0
+
+
+def test_a_restart_with_a_smaller_grace_emits_the_windows_it_closes_instead_of_dropping_them():
+    # The stale-window drop after a restore must not take windows that were
+    # open under the previous grace: they were never emitted.
+    names = h.app_topics(partitions=1)
+    base = h.aligned_base(W)
+    state = None
+    agg = start(names, "--input-keyed", "--grace-ms", "60000")
+    state = agg.state_dir
+    h.produce(names["input"], [(b"s1", h.event("s1", 4, base // 1000)),
+                               (b"s1", h.event("s1", 1, (base + W + 30000) // 1000))], partition=0)
+    h.wait_consumed(names["app"], [names["input"]], timeout=30)
+    assert agg.stop() == 0
+    assert h.results(names["output"]) == []          # open under a 60 s grace
+    agg = h.Aggregator(names["app"], *FLAGS, "--input-keyed", "--grace-ms", "2000", state_dir=state,
+                       input_topic=names["input"], output_topic=names["output"],
+                       table=names["table"]).start().wait_ready()
+    h.produce(names["input"], [(b"s1", h.event("s1", 1, (base + W + 31000) // 1000))], partition=0)
+    got = h.wait_until(lambda: h.as_truth(h.results(names["output"])), 30, "the window closed by the new grace")
+    assert got == {("s1", base): (4, 1)}, got
+    assert "stale_windows_dropped" not in agg.log()
     assert agg.stop() == 0
 
 

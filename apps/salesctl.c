@@ -399,7 +399,7 @@ static void draw(const watch_t *wt, int tty, long long seen) {
         for (size_t i = 0; i < nrows; i++) {
                 const row_t *r = &rows[i];
                 for (int k = 0; k < (r->n ? r->n : 1); k++) {
-                        char a[16] = "", b[16] = "", o[16] = "", win[24] = "", tot[24] = "", cnt[16] = "",
+                        char a[16] = "", b[16] = "", o[16] = "", win[40] = "", tot[24] = "", cnt[16] = "",
                              ot[24] = "", oc[16] = "";
                         if (r->n) {
                                 hhmmss(r->w[k].start_ms, a, sizeof(a));

@@ -49,7 +49,7 @@
 
 #define BATCH_MAX 1000
 #define TXN_CALL_MIN_MS 1000  /* the shortest bound given to a transaction call */
-#define TXN_RETRY_CALLS 10    /* retriable commit/abort calls before giving up */
+#define TXN_RETRY_CALLS 10    /* retriable abort calls before giving up */
 #define BACKOFF_MAX_MS 5000
 
 struct rill_worker {
@@ -425,8 +425,10 @@ static int send_offsets(rill_worker_t *w, char *errstr, size_t errstr_size) {
 
 /* Commit the open transaction. A commit that times out is retriable, and
  * librdkafka then expects the same call again (an abort now would conflict
- * with the pending commit); retried while it stays retriable, a bounded
- * number of times. @returns 0, or -1 (errstr; w->fatal when the producer is
+ * with the pending commit); retried while it stays retriable: once the
+ * coordinator answers again, the answer is the commit or a fatal error (it
+ * aborted the transaction after transaction.timeout.ms). Bounded: past two
+ * transaction timeouts plus 30 s after the deadline, the thread fails. @returns 0, or -1 (errstr; w->fatal when the producer is
  * unusable, txn_requires_abort cases are left to the abort path). */
 static int commit_txn(rill_worker_t *w, char *errstr, size_t errstr_size) {
         for (int call = 1;; call++) {
@@ -437,7 +439,7 @@ static int commit_txn(rill_worker_t *w, char *errstr, size_t errstr_size) {
                         return txn_error(w, e, "cannot commit transaction", errstr, errstr_size);
                 rill_log(RILL_LOG_WARN, "txn_commit_retry", "thread=%s call=%d error=\"%s\"",
                          w->name, call, rd_kafka_error_string(e));
-                if (call >= TXN_RETRY_CALLS) {
+                if (rill_now_mono_ms() > w->txn_deadline_ms + 2 * w->txn_timeout_ms + 30000) {
                         w->fatal = 1; /* a commit still pending: no abort can follow it */
                         return txn_error(w, e, "commit did not complete after retries", errstr,
                                          errstr_size);
@@ -648,8 +650,9 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
  * committed input stopped, and a replay decides it the same way. A
  * read_committed consumer gets no answer while the previous owner's offset
  * commit is still pending in an open transaction (UNSTABLE_OFFSET_COMMIT,
- * retried by librdkafka), which lasts at most transaction.timeout.ms: the
- * wait is bounded by that plus a margin. A source task never runs without
+ * retried by librdkafka), which lasts at most transaction.timeout.ms, and a
+ * restarted coordinator loads its state first: the wait is bounded by
+ * transaction.timeout.ms + 10 s, at least 60 s. A source task never runs without
  * its progress: if it cannot be loaded, the thread fails.
  * @returns 0, or -1 (the app is failed). */
 static int load_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
@@ -659,7 +662,10 @@ static int load_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *par
                 if (slot && *slot && (*slot)->next_offset < 0)
                         rd_kafka_topic_partition_list_add(l, (*slot)->topic, (*slot)->partition);
         }
-        int64_t deadline = rill_now_mono_ms() + w->txn_timeout_ms + 10000;
+        /* transaction.timeout.ms + 10 s covers a pending commit; a restarted
+         * coordinator loading its state can take longer: at least 60 s */
+        int64_t wait = w->txn_timeout_ms + 10000 > 60000 ? w->txn_timeout_ms + 10000 : 60000;
+        int64_t deadline = rill_now_mono_ms() + wait;
         rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
         for (int attempt = 1; l->cnt; attempt++) {
                 int64_t left = deadline - rill_now_mono_ms();

@@ -96,7 +96,8 @@ def test_bounded_still_bounds():
 def test_no_script_calls_timeout_directly():
     # Every bounded call in the scripts people type goes through `bounded`.
     offenders = []
-    for f in [ROOT / "tests" / "run", *sorted((ROOT / "deploy" / "local").rglob("*"))]:
+    for f in [ROOT / "tests" / "run", ROOT / "tests" / "bench" / "run",
+              *sorted((ROOT / "deploy" / "local").rglob("*"))]:
         if not f.is_file() or f.suffix in (".xml", ".properties", ".md"):
             continue
         for n, line in enumerate(f.read_text(errors="replace").splitlines(), 1):

@@ -273,8 +273,13 @@ static int abort_all(rill_worker_t *w, const char *why) {
                                  retriable, rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
                         if (!retriable || call >= TXN_RETRY_CALLS || atomic_load(&w->app->stop)) {
-                                w->fatal = 1;
-                                rc = -1;
+                                /* fatal only when librdkafka says so (a commit
+                                 * still pending makes commit_txn fail the thread
+                                 * itself); otherwise the next begin tells */
+                                if (rd_kafka_fatal_error(w->producer, NULL, 0)) {
+                                        w->fatal = 1;
+                                        rc = -1;
+                                }
                                 break;
                         }
                 }
@@ -650,11 +655,10 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
  * committed input stopped, and a replay decides it the same way. A
  * read_committed consumer gets no answer while the previous owner's offset
  * commit is still pending in an open transaction (UNSTABLE_OFFSET_COMMIT,
- * retried by librdkafka), which lasts at most transaction.timeout.ms, and a
- * restarted coordinator loads its state first: the wait is bounded by
- * transaction.timeout.ms + 10 s, at least 60 s. A source task never runs without
- * its progress: if it cannot be loaded, the thread fails.
- * @returns 0, or -1 (the app is failed). */
+ * retried by librdkafka), which lasts at most transaction.timeout.ms: the
+ * wait is bounded by that plus 10 s. Past it the task starts without them
+ * (logged as source_progress_unknown; the consumer still waits for its
+ * committed offset before fetching). @returns 0. */
 static int load_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt);
         for (int i = 0; i < parts->cnt; i++) {
@@ -662,10 +666,7 @@ static int load_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *par
                 if (slot && *slot && (*slot)->next_offset < 0)
                         rd_kafka_topic_partition_list_add(l, (*slot)->topic, (*slot)->partition);
         }
-        /* transaction.timeout.ms + 10 s covers a pending commit; a restarted
-         * coordinator loading its state can take longer: at least 60 s */
-        int64_t wait = w->txn_timeout_ms + 10000 > 60000 ? w->txn_timeout_ms + 10000 : 60000;
-        int64_t deadline = rill_now_mono_ms() + wait;
+        int64_t deadline = rill_now_mono_ms() + w->txn_timeout_ms + 10000;
         rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
         for (int attempt = 1; l->cnt; attempt++) {
                 int64_t left = deadline - rill_now_mono_ms();
@@ -687,16 +688,18 @@ static int load_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *par
                 if (!t)
                         continue;
                 if (err || e->err) {
-                        if (t->kind == RILL_TASK_SOURCE) {
-                                rill_app_fail(w->app,
-                                              "thread %s: cannot read the committed offset and "
-                                              "progress of %s [%d]: %s (hint: is the group "
-                                              "coordinator reachable?)",
-                                              w->name, e->topic, e->partition,
-                                              rd_kafka_err2str(err ? err : e->err));
-                                rc = -1;
-                        }
-                        continue; /* an aggregation task learns it from its first record */
+                        /* The consumer itself waits for the committed offset
+                         * before it fetches; the task learns its position from
+                         * its first record. A source task then starts without
+                         * its progress: lateness at the source restarts from
+                         * its first record (the aggregation's own check still
+                         * holds closed windows). */
+                        rill_log(RILL_LOG_WARN, "source_progress_unknown",
+                                 "thread=%s topic=%s partition=%d error=\"%s\" "
+                                 "action=start_without_committed_progress",
+                                 w->name, e->topic, e->partition,
+                                 rd_kafka_err2str(err ? err : e->err));
+                        continue;
                 }
                 if (e->offset >= 0) {
                         t->next_offset = t->committed_offset = e->offset;

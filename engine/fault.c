@@ -14,9 +14,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *points[] = {"before_pg_commit", "after_pg_commit", "after_kafka_commit",
-                               "mid_restore",      "in_rebalance",    "results_in_flight",
-                               "closing_windows",  NULL};
+static const char *points[] = {"before_pg_commit",   "after_pg_commit", "before_kafka_commit",
+                               "after_kafka_commit", "mid_restore",     "in_rebalance",
+                               "results_in_flight",  "closing_windows", NULL};
 static char armed[64];
 static atomic_long remaining;
 static long pause_ms; /* RILL_FAULT_PAUSE_MS: freeze the calling thread instead of dying */
@@ -36,7 +36,8 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
         if (!known || len >= sizeof(armed) || n < 1) {
                 snprintf(errstr, errstr_size,
                          "invalid RILL_FAULT \"%s\": expected <point>[:<n>] with point one of "
-                         "before_pg_commit, after_pg_commit, after_kafka_commit, mid_restore, "
+                         "before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit, "
+                         "mid_restore, "
                          "in_rebalance, results_in_flight, closing_windows",
                          spec);
                 return -1;

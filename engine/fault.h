@@ -6,7 +6,7 @@
  * point is reached. Without the variable every point is a cheap no-op.
  * With RILL_FAULT_PAUSE_MS=<ms> the point freezes the calling thread for that
  * long instead (a stalled stream thread whose librdkafka threads go on).
- * Points: before_pg_commit, after_pg_commit, after_kafka_commit,
+ * Points: before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit,
  * mid_restore, in_rebalance, results_in_flight, closing_windows.
  */
 #ifndef RILL_FAULT_H

@@ -520,6 +520,7 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         /* 4. commit the Kafka transaction */
         int64_t t_txn = rill_now_mono_ms();
         if (w->txn_open) {
+                rill_fault("before_kafka_commit");
                 if (commit_txn(w, errstr, errstr_size))
                         return -1;
                 w->txn_open = 0;

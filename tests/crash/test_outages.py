@@ -5,6 +5,7 @@ import signal
 import subprocess
 
 import pytest
+from confluent_kafka import KafkaException
 import sys
 import time
 
@@ -54,36 +55,68 @@ def test_broker_restart_under_load():
         sc.stop_all()
 
 
-@pytest.mark.skipif(os.environ.get("RILL_TEST_BROKER_FREEZE") != "1",
-                    reason="opt-in (RILL_TEST_BROKER_FREEZE=1): after a 35 s SIGSTOP of the only "
-                           "broker a changelog transaction stayed open on the broker for minutes "
-                           "(LSO stuck), stalling a restore; under investigation")
-def test_broker_frozen_longer_than_the_commit_call_timeout():
-    # The broker stops answering (SIGSTOP) for longer than a commit call may
-    # wait. The commit that was in flight times out, which is retriable: the
-    # same call must be made again (an abort then fails with _CONFLICT, and so
-    # did every begin after it, forever, while /healthz said ok: review
-    # finding 8). After the broker is back, the thread either finishes that
-    # commit or, if the coordinator aborted the transaction meanwhile, fails
-    # and is restarted by its supervisor: exact either way, never stuck.
-    sc = Scenario(partitions=4, workers=2, sellers=8)
+def test_commit_call_timing_out_is_retried_until_the_broker_answers():
+    # Review finding 8: a commit call that times out (the coordinator does
+    # not answer within the call's bound) is retriable, and librdkafka then
+    # expects the same call again. The old engine aborted instead: the abort
+    # failed with _CONFLICT (a commit still pending), and so did every begin
+    # after it, forever, while /healthz said ok.
+    # The broker is frozen (SIGSTOP) right before the thread's first Kafka
+    # commit (a fault point holds the thread there, so the call is made with
+    # little of its deadline left), for longer than that call may wait but
+    # shorter than transaction.timeout.ms, so the coordinator does not abort
+    # the transaction: the retried call must complete it, and the totals
+    # must be exact, with the same process.
+    names = h.app_topics(partitions=2)
+    window = 60000
+    base = h.aligned_base(window, minutes_ago=30)
+    T = 30000  # transaction.timeout.ms; the thread's deadline is 0.8 T after begin
+    flags = ("--input-keyed", "--window-size-ms", str(window), "--grace-ms", "0",
+             "--num-stream-threads", "1", "--transaction-timeout-ms", str(T),
+             "--idle-timeout-ms", "2000")
+    agg = h.Aggregator(names["app"], *flags, input_topic=names["input"],
+                       output_topic=names["output"], table=names["table"],
+                       env_extra={"RILL_FAULT": "before_kafka_commit",
+                                  "RILL_FAULT_PAUSE_MS": "20000"})
+    sellers = [f"s{i}" for i in range(4)]
+    events = [(sellers[i % 4], i + 1, base + (i // 100) * window + i * 7) for i in range(300)]
+    closing = [(s, 1, base + 10 * window) for s in sellers]  # closed by the idle advance
+    pid = int(sh(os.path.join(LOCAL, "kafka", "kafka"), "pid", "1").strip() or 0)
+    assert pid, "the broker's pid"
     try:
-        sc.start()
-        sc.start_load(count=20000, rate=2000)
-        time.sleep(3)
-        pid = int(sh(os.path.join(LOCAL, "kafka", "kafka"), "pid", "1").strip() or 0)
-        assert pid, "the broker's pid"
+        agg.start().wait_ready()
+        h.produce(names["input"], [(s.encode(), h.event(s, a, ts // 1000)) for s, a, ts in events + closing])
+        h.wait_until(lambda: "fault_fired" in agg.log(), 60, "the thread to reach its first Kafka commit")
         os.kill(pid, signal.SIGSTOP)
         try:
-            time.sleep(35)
+            # the thread resumes 20 s after the fault; its commit call has
+            # what is left of 0.8 T (about 4 s) and times out; the broker
+            # answers again 27 s after the fault, 3 s before T
+            time.sleep(27)
         finally:
             os.kill(pid, signal.SIGCONT)
-        sc.drain_producer()
-        sc.finish(timeout=300)
-        logs = "\n".join(w.all_logs() for w in sc.workers)
-        assert "_CONFLICT" not in logs and "Conflicting" not in logs, logs[-3000:]
+        want = h.truth(events + closing, window)
+        got = {}
+
+        def exact():
+            nonlocal got
+            try:
+                got = h.as_truth(h.results(names["output"], timeout=20))
+            except KafkaException:  # partition leaders while the broker re-registers
+                return False
+            return got == want
+        h.wait_until(exact, 120, "the results after the broker came back")
+        h.wait_until(lambda: {k: v[:2] for k, v in h.pg_results(names["table"]).items()} == want,
+                     60, "Postgres to equal the expected totals")
+        log = agg.log()
+        assert agg.proc.poll() is None, "the same process goes on: " + log[-3000:]
+        assert "txn_commit_retry" in log, "the commit call must have timed out and been retried: " + log[-3000:]
+        assert "_CONFLICT" not in log and "Conflicting" not in log, log[-3000:]
+        assert "unrecoverable" not in log, log[-3000:]
     finally:
-        sc.stop_all()
+        if agg.proc and agg.proc.poll() is None:
+            agg.stop()
+        os.kill(pid, signal.SIGCONT)
 
 
 def test_one_of_three_brokers_stopped_under_load():

@@ -31,7 +31,9 @@ struct rill_app {
         const char *app_id, *input_topic, *output_topic, *bootstrap, *state_dir;
         char dlq_topic[256], repartition_topic[256], changelog_topic[256];
         char process_id[128];
-        int keyed, partitions, nthreads;
+        int keyed, nthreads;
+        int partitions;      /* the internal topics' (aggregation tasks'), fixed */
+        atomic_int sources;  /* the input's partitions: grows when some are added */
         int64_t window_ms, grace_ms, commit_ms, idle_ms, restore_timeout_ms;
         rill_pgsink_spec_t pgspec;
         int lock_fd;
@@ -63,13 +65,14 @@ typedef struct rill_task {
          * event time seen, or an idle advance), published to every
          * repartition partition; committed with the input offset's metadata */
         int64_t progress, committed_progress;
+        int sources_sent, committed_sources_sent; /* source count announced */
         /* aggregation tasks only */
         rill_wstore_t *store;
         int64_t stream_time, committed_stream_time;
         int64_t closed_bound, committed_closed_bound;
         int64_t epoch; /* Postgres fencing epoch; 0 = not yet acquired */
         int64_t *src, *committed_src; /* unkeyed: progress per source partition [nsrc] */
-        int nsrc;
+        int nsrc, committed_nsrc;     /* sources known (grows), at the last commit */
         int64_t changelog_next; /* from delivery reports in this commit, -1 none */
         rill_wlist_t closing;   /* windows closed in the open transaction */
 } rill_task_t;
@@ -172,9 +175,13 @@ void rill_http_stop(rill_http_t *h);
 #define RILL_REPART_HDR 17
 /* a watermark record of the repartition topic: version byte 2, source partition
  * (4 bytes BE), its progress (8 bytes BE), the source's next input offset (8
- * bytes BE, for verifiers); key RILL_WM_KEY. Never counted, never dead-lettered. */
+ * bytes BE, for verifiers), the number of input partitions the source knows
+ * of (4 bytes BE; absent in records of 21 bytes); key RILL_WM_KEY. Never
+ * counted, never dead-lettered. */
 #define RILL_REPART_WM 2
-#define RILL_WM_LEN 21
+#define RILL_WM_LEN 25
+#define RILL_WM_LEN_V1 21
+#define RILL_SOURCES_MAX 65536 /* a source count past this is a corrupt record */
 #define RILL_WM_KEY "\x00wm"
 #define RILL_WM_KEY_LEN 3
 /* the commit metadata of a source task's offset: its progress */

@@ -155,6 +155,7 @@ static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
                 goto done;
         }
         app->partitions = n;
+        atomic_store(&app->sources, n);
         int out = 0;
         for (int tries = 0; tries < 25 && out == 0; tries++) {
                 out = rill_kafka_partition_count(rk, app->output_topic, 10000, err, sizeof(err));
@@ -174,8 +175,13 @@ static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
             (!app->keyed && rill_kafka_create_topic(rk, app->repartition_topic, n, NULL, 15000,
                                                     errstr, errstr_size)))
                 goto done;
-        /* internal topics made earlier must match the input's partitioning */
+        /* Internal topics made earlier fix the aggregation's partitioning.
+         * Unkeyed input may have gained partitions since (they are more
+         * sources of the same aggregation partitions); keyed input may not
+         * (its partitions are the aggregation's: a seller moved to a new
+         * partition would have its windows split between two tasks). */
         const char *internal[] = {app->changelog_topic, app->keyed ? NULL : app->repartition_topic};
+        int agg = -1;
         for (int i = 0; i < 2; i++) {
                 if (!internal[i])
                         continue;
@@ -186,14 +192,31 @@ static int prepare_topics(rill_app_t *app, char *errstr, size_t errstr_size) {
                         if (m == 0)
                                 usleep(200 * 1000);
                 }
-                if (m != n) {
+                if (m <= 0 || (agg >= 0 && m != agg)) {
                         snprintf(errstr, errstr_size,
-                                 "internal topic %s has %d partitions but input %s has %d "
-                                 "(hint: reset the application: delete its internal topics)",
-                                 internal[i], m, app->input_topic, n);
+                                 "internal topic %s has %d partitions, expected %d (hint: reset "
+                                 "the application: delete its internal topics)",
+                                 internal[i], m, agg >= 0 ? agg : n);
                         goto done;
                 }
+                agg = m;
         }
+        if (agg != n && (app->keyed || agg > n)) {
+                snprintf(errstr, errstr_size,
+                         "internal topic %s has %d partitions but input %s has %d (hint: %s)",
+                         app->changelog_topic, agg, app->input_topic, n,
+                         app->keyed ? "partitions added to keyed input move sellers between "
+                                      "partitions; run without --input-keyed under a new "
+                                      "--application-id, or reset the application (delete its "
+                                      "internal topics)"
+                                    : "reset the application: delete its internal topics");
+                goto done;
+        }
+        if (agg != n)
+                rill_log(RILL_LOG_WARN, "input_partitions_added",
+                         "topic=%s from=%d to=%d action=more_sources_of_%d_aggregation_partitions",
+                         app->input_topic, agg, n, agg);
+        app->partitions = agg;
         rc = 0;
 done:
         rd_kafka_destroy(rk);

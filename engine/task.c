@@ -133,11 +133,26 @@ int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t 
         t->stream_time = t->committed_stream_time = rill_wstore_stream_time(t->store);
         t->closed_bound = t->committed_closed_bound = INT64_MIN;
         if (!app->keyed) {
-                size_t n = (size_t)app->partitions, len = 0;
+                /* The sources the restored state knew of. How many there are
+                 * is learnt from the log only (every watermark record carries
+                 * its writer's count of input partitions), never from this
+                 * process's view of the input, so a replay waits for the
+                 * same sources at the same record. A new store knows none:
+                 * stream time holds until the sources have reported. */
+                size_t len = 0;
                 const unsigned char *v = rill_wstore_sources(t->store, &len);
-                t->nsrc = (int)n;
-                t->src = malloc(n * sizeof(*t->src));
-                t->committed_src = malloc(n * sizeof(*t->committed_src));
+                size_t n = len / 8 <= RILL_SOURCES_MAX ? len / 8 : 0;
+                t->nsrc = t->committed_nsrc = (int)n;
+                t->src = malloc((n ? n : 1) * sizeof(*t->src));
+                t->committed_src = malloc((n ? n : 1) * sizeof(*t->committed_src));
+                if (!t->src || !t->committed_src) {
+                        snprintf(errstr, errstr_size, "out of memory for %zu sources", n);
+                        rill_wstore_close(t->store);
+                        t->store = NULL;
+                        free(t->src), free(t->committed_src);
+                        t->src = t->committed_src = NULL;
+                        return -1;
+                }
                 for (size_t i = 0; i < n; i++)
                         t->src[i] = t->committed_src[i] =
                             v && (i + 1) * 8 <= len ? rill_be64_get(v + i * 8) : INT64_MIN;
@@ -230,13 +245,36 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
 
 /* The minimum progress over every source partition, INT64_MIN while one
  * has not reported. Also tells which source holds it (-1 none). */
-static int64_t sources_min(const rill_app_t *app, const rill_task_t *t, int *holder) {
+static int64_t sources_min(const rill_task_t *t, int *holder) {
         int64_t lo = INT64_MAX;
         *holder = -1;
-        for (int i = 0; i < app->partitions; i++)
+        for (int i = 0; i < t->nsrc; i++)
                 if (t->src[i] < lo)
                         lo = t->src[i], *holder = i;
-        return app->partitions ? lo : INT64_MIN;
+        return t->nsrc ? lo : INT64_MIN;
+}
+
+/* Sources added (input partitions added while running): known from now on,
+ * unreported (they hold stream time until they report). Both arrays keep
+ * room for them; the committed one is restored from on an abort.
+ * @returns 0, -1 out of memory. */
+static int grow_sources(rill_task_t *t, int n) {
+        int64_t *a = realloc(t->src, (size_t)n * sizeof(*a));
+        if (!a)
+                return -1;
+        t->src = a;
+        int64_t *b = realloc(t->committed_src, (size_t)n * sizeof(*b));
+        if (!b)
+                return -1;
+        t->committed_src = b;
+        for (int i = t->nsrc; i < n; i++)
+                t->src[i] = INT64_MIN;
+        for (int i = t->committed_nsrc; i < n; i++)
+                t->committed_src[i] = INT64_MIN;
+        rill_log(RILL_LOG_INFO, "sources_added", "partition=%d from=%d to=%d", t->partition,
+                 t->nsrc, n);
+        t->nsrc = n;
+        return 0;
 }
 
 /* A watermark record: source s has progressed to a time. Stream time is the
@@ -244,24 +282,39 @@ static int64_t sources_min(const rill_app_t *app, const rill_task_t *t, int *hol
  * closed), and a source's progress never goes back either (an older
  * watermark, say from a source task that restarted without its metadata,
  * changes nothing). */
+static void be32_put(unsigned char *p, int32_t v) {
+        p[0] = (unsigned char)((uint32_t)v >> 24);
+        p[1] = (unsigned char)((uint32_t)v >> 16);
+        p[2] = (unsigned char)((uint32_t)v >> 8);
+        p[3] = (unsigned char)v;
+}
+
+static int32_t be32_get(const unsigned char *p) {
+        return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
+                         p[3]);
+}
+
 static int source_progress(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
-                           const unsigned char *p) {
-        rill_app_t *app = rill_worker_app(w);
-        int32_t s = (int32_t)(((uint32_t)p[1] << 24) | ((uint32_t)p[2] << 16) |
-                              ((uint32_t)p[3] << 8) | p[4]);
+                           const unsigned char *p, char *errstr, size_t errstr_size) {
+        (void)w;
+        int32_t s = be32_get(p + 1);
         int64_t progress = rill_be64_get(p + 5);
-        (void)m;
-        if (s < 0 || s >= app->partitions || !t->src) {
-                /* a source partition this application does not know (input
-                 * partitions added while running): ignored until a restart
-                 * reads the new partition count */
-                rill_log(RILL_LOG_DEBUG, "watermark_ignored", "partition=%d source=%d", t->partition, s);
+        int32_t known = m->len >= RILL_WM_LEN ? be32_get(p + 21) : 0;
+        int32_t need = known > s + 1 ? known : s + 1;
+        if (s < 0 || need > RILL_SOURCES_MAX || !t->src) {
+                rill_log(RILL_LOG_WARN, "watermark_ignored",
+                         "partition=%d offset=%lld source=%d sources=%d", t->partition,
+                         (long long)m->offset, s, known);
                 return 0;
+        }
+        if (need > t->nsrc && grow_sources(t, need)) {
+                snprintf(errstr, errstr_size, "out of memory for %d sources", need);
+                return -1;
         }
         if (progress > t->src[s])
                 t->src[s] = progress;
         int holder;
-        int64_t lo = sources_min(app, t, &holder);
+        int64_t lo = sources_min(t, &holder);
         if (lo != INT64_MIN && lo > t->stream_time)
                 t->stream_time = lo;
         return 0;
@@ -273,8 +326,9 @@ int rill_task_holdback(rill_worker_t *w, const rill_task_t *t, int *holder, int6
         *behind_ms = 0;
         if (!t->src)
                 return 0;
-        int64_t lo = sources_min(app, t, holder), hi = INT64_MIN;
-        for (int i = 0; i < app->partitions; i++)
+        (void)app;
+        int64_t lo = sources_min(t, holder), hi = INT64_MIN;
+        for (int i = 0; i < t->nsrc; i++)
                 if (t->src[i] > hi)
                         hi = t->src[i];
         if (lo == INT64_MIN && hi != INT64_MIN)
@@ -315,8 +369,8 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                 }
         } else {
                 const unsigned char *p = m->payload;
-                if (m->len == RILL_WM_LEN && p[0] == RILL_REPART_WM)
-                        return source_progress(w, t, m, p);
+                if ((m->len == RILL_WM_LEN || m->len == RILL_WM_LEN_V1) && p[0] == RILL_REPART_WM)
+                        return source_progress(w, t, m, p, errstr, errstr_size);
                 if (m->len < RILL_REPART_HDR || p[0] != 1 || !m->key || !m->key_len) {
                         snprintf(rej.reason, sizeof(rej.reason), "corrupt_internal");
                         snprintf(rej.detail, sizeof(rej.detail),
@@ -495,16 +549,21 @@ static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
  * repartition partition, in this transaction. */
 static int publish_progress(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
         rill_app_t *app = rill_worker_app(w);
-        if (t->progress == t->committed_progress || t->progress == INT64_MIN)
+        int sources = atomic_load(&app->sources);
+        /* progress moved, or the input's partition count changed (or was
+         * never announced by this task's owner): an unreported progress
+         * (INT64_MIN) changes nothing at the aggregation tasks but the
+         * number of sources they wait for */
+        if ((t->progress == t->committed_progress || t->progress == INT64_MIN) &&
+            sources == t->committed_sources_sent)
                 return 0;
         unsigned char v[RILL_WM_LEN];
         v[0] = RILL_REPART_WM;
-        v[1] = (unsigned char)((uint32_t)t->partition >> 24);
-        v[2] = (unsigned char)((uint32_t)t->partition >> 16);
-        v[3] = (unsigned char)((uint32_t)t->partition >> 8);
-        v[4] = (unsigned char)t->partition;
+        be32_put(v + 1, t->partition);
         rill_be64_put(v + 5, t->progress);
         rill_be64_put(v + 13, t->next_offset);
+        be32_put(v + 21, sources);
+        t->sources_sent = sources;
         for (int32_t p = 0; p < app->partitions; p++)
                 if (rill_worker_produce(w, RILL_OUT_REPARTITION, p, RILL_WM_KEY, RILL_WM_KEY_LEN, v,
                                         sizeof(v), NULL, NULL, errstr, errstr_size))
@@ -547,14 +606,15 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
         rill_wstore_foreach_dirty(t->store, produce_change, &c);
         if (c.rc)
                 return -1;
-        if (t->src && memcmp(t->src, t->committed_src, (size_t)app->partitions * sizeof(*t->src))) {
-                size_t n = (size_t)app->partitions * 8;
+        if (t->src && (t->nsrc != t->committed_nsrc ||
+                       memcmp(t->src, t->committed_src, (size_t)t->nsrc * sizeof(*t->src)))) {
+                size_t n = (size_t)t->nsrc * 8;
                 unsigned char *v = malloc(n);
                 if (!v) {
                         snprintf(errstr, errstr_size, "out of memory writing source progress");
                         return -1;
                 }
-                for (int i = 0; i < app->partitions; i++)
+                for (int i = 0; i < t->nsrc; i++)
                         rill_be64_put(v + i * 8, t->src[i]);
                 rill_wstore_put_sources(t->store, v, n);
                 int rc = rill_worker_produce(w, RILL_OUT_CHANGELOG, t->partition, RILL_SOURCES_KEY,
@@ -586,6 +646,7 @@ int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
         t->records_since_commit = 0;
         if (t->kind != RILL_TASK_AGG) {
                 t->committed_progress = t->progress;
+                t->committed_sources_sent = t->sources_sent;
                 return 0;
         }
         int rc = 0;
@@ -599,6 +660,7 @@ int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
         t->committed_closed_bound = t->closed_bound;
         if (t->src)
                 memcpy(t->committed_src, t->src, (size_t)t->nsrc * sizeof(*t->src));
+        t->committed_nsrc = t->nsrc;
         rill_wlist_free(&t->closing);
         return rc;
 }
@@ -611,7 +673,9 @@ int64_t rill_task_abort(rill_task_t *t) {
         t->next_offset = t->committed_offset;
         t->records_since_commit = 0;
         t->progress = t->committed_progress;
+        t->sources_sent = t->committed_sources_sent;
         if (t->kind == RILL_TASK_AGG) {
+                t->nsrc = t->committed_nsrc; /* room stays allocated */
                 if (t->src)
                         memcpy(t->src, t->committed_src, (size_t)t->nsrc * sizeof(*t->src));
                 rill_wstore_discard(t->store);

@@ -51,6 +51,8 @@
 #define TXN_CALL_MIN_MS 1000  /* the shortest bound given to a transaction call */
 #define TXN_RETRY_CALLS 10    /* retriable abort calls before giving up */
 #define BACKOFF_MAX_MS 5000
+#define SOURCES_CHECK_MS 5000 /* how often the input's partition count is read */
+#define SOURCES_CALL_MS 2000  /* the bound of that metadata call */
 
 struct rill_worker {
         rill_app_t *app;
@@ -61,6 +63,9 @@ struct rill_worker {
         rill_restorer_t *restorer;
         rill_pgsink_t *pg;
         rill_task_t **src, **agg; /* by partition; NULL when not owned */
+        int src_slots;            /* length of src: grows with the input's partitions */
+        rd_kafka_topic_t *input_rkt; /* the consumer's handle, for its partition count */
+        int64_t sources_checked_ms;
         int txn_open;
         int64_t txn_deadline_ms; /* mono ms by which the open transaction must end */
         int64_t txn_timeout_ms;  /* transaction.timeout.ms */
@@ -224,19 +229,45 @@ int rill_worker_dead_letter(rill_worker_t *w, const rd_kafka_message_t *m, const
 
 /* ---- tasks by partition ------------------------------------------------------------ */
 
+/* The slot of a task. Source slots (unkeyed input) grow with the input's
+ * partitions, added while running; aggregation slots are the internal
+ * topics' partitions, fixed when the application was created.
+ * @returns NULL for a partition that has no slot (keyed input grown). */
 static rill_task_t **task_slot(rill_worker_t *w, const char *topic, int32_t partition) {
-        if (partition < 0 || partition >= w->app->partitions)
+        if (partition < 0)
                 return NULL;
         if (!w->app->keyed && !strcmp(topic, w->app->input_topic))
-                return &w->src[partition];
-        return &w->agg[partition];
+                return partition < w->src_slots ? &w->src[partition] : NULL;
+        return partition < w->app->partitions ? &w->agg[partition] : NULL;
+}
+
+/* Make room for source partition p. @returns 0, -1 out of memory. */
+static int grow_src_slots(rill_worker_t *w, int32_t p) {
+        if (p < w->src_slots)
+                return 0;
+        int n = p + 1 > 2 * w->src_slots ? p + 1 : 2 * w->src_slots;
+        rill_task_t **v = realloc(w->src, (size_t)n * sizeof(*v));
+        if (!v)
+                return -1;
+        memset(v + w->src_slots, 0, (size_t)(n - w->src_slots) * sizeof(*v));
+        w->src = v;
+        w->src_slots = n;
+        return 0;
+}
+
+/* A task's slot in the thread's metrics (sources first, then aggregation
+ * tasks), -1 for a source partition added while running (no gauges). */
+static int metric_slot(rill_worker_t *w, rill_task_kind_t kind, int32_t p) {
+        if (kind == RILL_TASK_AGG)
+                return w->app->partitions + p;
+        return p < w->app->partitions ? p : -1;
 }
 
 #define FOREACH_TASK(w, t)                                                                  \
-        for (int _i = 0; _i < 2 * (w)->app->partitions; _i++)                               \
-                for (rill_task_t *t = _i < (w)->app->partitions                             \
+        for (int _i = 0; _i < (w)->src_slots + (w)->app->partitions; _i++)                  \
+                for (rill_task_t *t = _i < (w)->src_slots                                   \
                                           ? (w)->src[_i]                                    \
-                                          : (w)->agg[_i - (w)->app->partitions];            \
+                                          : (w)->agg[_i - (w)->src_slots];                  \
                      t; t = NULL)
 
 /* ---- the commit cycle ----------------------------------------------------------------- */
@@ -244,9 +275,11 @@ static rill_task_t **task_slot(rill_worker_t *w, const char *topic, int32_t part
 static int commit_needed(rill_worker_t *w) {
         if (w->txn_open)
                 return 1;
+        int sources = atomic_load(&w->app->sources);
         FOREACH_TASK(w, t) {
                 if (t->records_since_commit || t->stream_time != t->committed_stream_time ||
-                    t->progress != t->committed_progress)
+                    t->progress != t->committed_progress ||
+                    (t->kind == RILL_TASK_SOURCE && t->committed_sources_sent != sources))
                         return 1;
         }
         return 0;
@@ -333,9 +366,10 @@ static void update_gauges(rill_worker_t *w) {
         int sizes = now - w->last_gauges_ms >= 5000;
         if (sizes)
                 w->last_gauges_ms = now;
-        int P = w->app->partitions;
         FOREACH_TASK(w, t) {
-                int slot = (t->kind == RILL_TASK_AGG ? P : 0) + t->partition;
+                int slot = metric_slot(w, t->kind, t->partition);
+                if (slot < 0)
+                        continue;
                 int64_t lo, hi;
                 if (!rd_kafka_get_watermark_offsets(w->consumer, t->topic, t->partition, &lo, &hi) &&
                     hi >= 0) {
@@ -595,8 +629,25 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
         for (int i = 0; i < parts->cnt; i++) {
                 const char *topic = parts->elems[i].topic;
                 int32_t p = parts->elems[i].partition;
+                if (!w->app->keyed && !strcmp(topic, w->app->input_topic) &&
+                    grow_src_slots(w, p)) {
+                        rill_app_fail(w->app, "out of memory for source partition %d", p);
+                        continue;
+                }
                 rill_task_t **slot = task_slot(w, topic, p);
-                if (!slot || *slot)
+                if (!slot) {
+                        /* keyed input: its partitions are the aggregation
+                         * partitions, and a seller moved to a new partition
+                         * would split its windows between two tasks */
+                        rill_log(RILL_LOG_ERROR, "input_partition_not_consumed",
+                                 "thread=%s topic=%s partition=%d partitions=%d "
+                                 "hint=\"partitions were added to keyed input (--input-keyed); "
+                                 "its records stay in Kafka: run without --input-keyed (a new "
+                                 "application id) to consume them\"",
+                                 w->name, topic, p, w->app->partitions);
+                        continue;
+                }
+                if (*slot)
                         continue;
                 rill_task_t *t = calloc(1, sizeof(*t));
                 int src = !w->app->keyed && !strcmp(topic, w->app->input_topic);
@@ -608,7 +659,7 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
                 t->progress = t->committed_progress = INT64_MIN;
                 t->last_activity_ms = rill_now_mono_ms(); /* idle from now on, not from boot */
                 t->stream_time = t->committed_stream_time = INT64_MIN;
-                int mslot = (t->kind == RILL_TASK_AGG ? w->app->partitions : 0) + p;
+                int mslot = metric_slot(w, t->kind, p);
                 if (t->kind == RILL_TASK_AGG) {
                         char errstr[512];
                         int ok = 0;
@@ -644,7 +695,8 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
                 pthread_mutex_lock(&w->tasks_lock);
                 *slot = t;
                 pthread_mutex_unlock(&w->tasks_lock);
-                atomic_store(&w->m->owned[mslot], 1);
+                if (mslot >= 0)
+                        atomic_store(&w->m->owned[mslot], 1);
                 rill_log(RILL_LOG_INFO, "task_created", "thread=%s topic=%s partition=%d kind=%s",
                          w->name, topic, p, src ? "source" : "aggregate");
         }
@@ -734,10 +786,11 @@ static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts
                         continue;
                 rill_log(RILL_LOG_INFO, "task_closed", "thread=%s topic=%s partition=%d", w->name,
                          parts->elems[i].topic, parts->elems[i].partition);
-                int mslot = ((*slot)->kind == RILL_TASK_AGG ? w->app->partitions : 0) +
-                            parts->elems[i].partition;
-                atomic_store(&w->m->owned[mslot], 0);
-                atomic_store(&w->m->lag[mslot], 0);
+                int mslot = metric_slot(w, (*slot)->kind, parts->elems[i].partition);
+                if (mslot >= 0) {
+                        atomic_store(&w->m->owned[mslot], 0);
+                        atomic_store(&w->m->lag[mslot], 0);
+                }
                 pthread_mutex_lock(&w->tasks_lock);
                 rill_task_close(*slot);
                 *slot = NULL;
@@ -840,7 +893,8 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         w->m = &app->metrics[index];
         pthread_mutex_init(&w->tasks_lock, NULL);
         snprintf(w->name, sizeof(w->name), "%s-%d", app->process_id, index);
-        w->src = calloc((size_t)app->partitions, sizeof(*w->src));
+        w->src_slots = atomic_load(&app->sources);
+        w->src = calloc((size_t)w->src_slots, sizeof(*w->src));
         w->agg = calloc((size_t)app->partitions, sizeof(*w->agg));
         char txn_id[400], client_id[400], instance[400], ttl[32], err[512];
         snprintf(txn_id, sizeof(txn_id), "%s-%s", app->app_id, w->name);
@@ -889,6 +943,9 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
          * All overridable with -X. */
         default_kafka(app, cc, "queued.min.messages", "300000");
         default_kafka(app, cc, "max.partition.fetch.bytes", "262144");
+        /* partitions added to the input are seen (and assigned) within 5 s,
+         * not librdkafka's 5 minutes: see check_sources */
+        default_kafka(app, cc, "topic.metadata.refresh.interval.ms", "5000");
         rd_kafka_conf_set_rebalance_cb(cc, rebalance_cb);
         rd_kafka_conf_set_opaque(cc, w);
         w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err));
@@ -897,6 +954,7 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
                 goto fail_cc;
         }
         rd_kafka_poll_set_consumer(w->consumer);
+        w->input_rkt = rd_kafka_topic_new(w->consumer, app->input_topic, NULL);
 
         /* transactional producer: stable id per process and thread, so a
          * restarted worker fences its previous incarnation at once */
@@ -941,6 +999,9 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
          * would be large; bound by bytes instead (restores are transient). */
         default_kafka(app, rc, "queued.min.messages", "10000000");
         default_kafka(app, rc, "queued.max.messages.kbytes", "32768");
+        /* it also reads the log start and end of input partitions (the idle
+         * rule): one added while running must be known to it within 5 s */
+        default_kafka(app, rc, "topic.metadata.refresh.interval.ms", "5000");
         w->restorer = rill_restorer_new(rc,
                                         rill_conf_get_int(app->conf, "restore.batch.records"),
                                         errstr, errstr_size);
@@ -962,15 +1023,12 @@ fail:
 void rill_worker_destroy(rill_worker_t *w) {
         if (!w)
                 return;
-        if (w->src)
-                for (int p = 0; p < w->app->partitions; p++) {
-                        if (w->src[p])
-                                rill_task_close(w->src[p]);
-                        if (w->agg[p])
-                                rill_task_close(w->agg[p]);
-                }
+        if (w->src && w->agg)
+                FOREACH_TASK(w, t) rill_task_close(t);
         free(w->src);
         free(w->agg);
+        if (w->input_rkt)
+                rd_kafka_topic_destroy(w->input_rkt);
         if (w->consumer)
                 rd_kafka_destroy(w->consumer);
         for (int i = 0; i < RILL_OUT_N; i++)
@@ -985,6 +1043,41 @@ void rill_worker_destroy(rill_worker_t *w) {
 }
 
 /* ---- the thread ---------------------------------------------------------------------------- */
+
+/* Partitions added to the input while running (unkeyed input): each is a
+ * new source that every aggregation task must wait for before its stream
+ * time passes the new partition's records. The count is read from the
+ * broker every SOURCES_CHECK_MS and announced by every source task in its
+ * next watermark records (task.c, publish_progress), so an aggregation task
+ * learns it from its input, in order: a replay learns it at the same
+ * record. Records written to a new partition before the announcement
+ * reached the aggregation tasks (at most this interval plus a commit, or
+ * the consumer's metadata refresh) are late only if their window closed
+ * meanwhile: within the default 10 s grace, none are. */
+static void check_sources(rill_worker_t *w) {
+        int64_t now = rill_now_mono_ms();
+        if (now - w->sources_checked_ms < SOURCES_CHECK_MS || !w->input_rkt)
+                return;
+        w->sources_checked_ms = now;
+        int64_t left = txn_left_ms(w);
+        int bound = left < SOURCES_CALL_MS ? (int)left : SOURCES_CALL_MS;
+        if (bound <= 0)
+                return;
+        const struct rd_kafka_metadata *md = NULL;
+        if (rd_kafka_metadata(w->consumer, 0, w->input_rkt, &md, bound) || !md)
+                return; /* tried again after the interval */
+        int n = md->topic_cnt == 1 && !md->topics[0].err ? md->topics[0].partition_cnt : 0;
+        rd_kafka_metadata_destroy(md);
+        int old = atomic_load(&w->app->sources);
+        while (n > old && !atomic_compare_exchange_weak(&w->app->sources, &old, n))
+                ;
+        if (n > old)
+                rill_log(w->app->keyed ? RILL_LOG_ERROR : RILL_LOG_WARN, "input_partitions_added",
+                         "thread=%s topic=%s from=%d to=%d action=%s", w->name,
+                         w->app->input_topic, old, n,
+                         w->app->keyed ? "not_consumed_with_keyed_input"
+                                       : "announced_to_every_aggregation_task");
+}
 
 static int init_transactions(rill_worker_t *w) {
         for (int attempt = 0; !atomic_load(&w->app->stop); attempt++) {
@@ -1082,6 +1175,7 @@ static void run_loop(rill_worker_t *w) {
                         sleep_ms(w, 1000);
                         continue;
                 }
+                check_sources(w);
                 now = rill_now_mono_ms();
                 int advanced = 0;
                 FOREACH_TASK(w, t) {

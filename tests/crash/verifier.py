@@ -41,6 +41,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 import rill_harness as h  # noqa: E402
 
 INT64_MAX = 2**63 - 1
+INT64_MIN = -2**63
 
 
 def _no_dupes(pairs):
@@ -104,11 +105,13 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
         wms = {}   # source partition -> [(next input offset, progress)]
         for m in h.read_topic(rep_topic):
             v = m.value()
-            if v[:1] == b"\x02" and len(v) == 21:
+            if v[:1] == b"\x02" and len(v) in (21, 25):
                 src, progress, next_off = struct.unpack(">iqq", v[1:21])
+                # the input partitions its writer knew of (added while running)
+                count = struct.unpack(">i", v[21:25])[0] if len(v) == 25 else 0
                 wms.setdefault(src, []).append((next_off, progress))
                 logs.setdefault(m.partition(), []).append(
-                    ((rep_topic, m.partition(), m.offset()), None, src, progress, None))
+                    ((rep_topic, m.partition(), m.offset()), None, src, progress, max(count, src + 1)))
                 continue
             ver, amount, ts = struct.unpack(">Bqq", v[:17])
             orig = v[17:]
@@ -147,17 +150,19 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
     expected, late, overflow = {}, set(), set()
     if not keyed:
         late |= late_at_source
-        nsrc = len(h.end_offsets(input_topic))
     for p, log in logs.items():
         st = None
         sums = {}
         srcs = {}
+        nsrc = 0  # the sources known: learnt from the watermark records only
         for coords, seller, amount, ts, raw in sorted(log, key=lambda r: r[0][2]):
             if seller is None:            # a watermark: source amount reached ts
                 srcs[amount] = max(srcs.get(amount, ts), ts)
-                if len(srcs) == nsrc:
-                    lo = min(srcs.values())
-                    st = lo if st is None else max(st, lo)
+                nsrc = max(nsrc, raw)
+                if all(s in srcs for s in range(nsrc)):
+                    lo = min(srcs[s] for s in range(nsrc))
+                    if lo != INT64_MIN:
+                        st = lo if st is None else max(st, lo)
                 continue
             if keyed:
                 st = ts if st is None else max(st, ts)

@@ -127,3 +127,63 @@ def test_an_empty_and_a_quiet_partition_still_close_windows_by_the_idle_rule_and
     wait_results(names, want, timeout=120)
     assert h.dlq(names["input"] + "-dlq") == []
     assert agg.stop() == 0
+
+
+def test_partitions_added_while_running_are_waited_for_and_survive_a_restart():
+    # Issue 11 item 7. Two input partitions, then two more are added while
+    # the aggregator runs. Before, the new partitions were never consumed
+    # (their records missing from the totals) and a restart refused to start
+    # ("internal topic has 2 partitions but input has 4"). Now each new
+    # partition is a new source: every aggregation task learns of it from
+    # the old sources' watermarks and holds its windows for it, so its
+    # records -- far behind the old partitions' event time, in order within
+    # their own partition -- are counted, not late; the empty new partition
+    # releases the windows by the idle rule; and a restart goes on.
+    from confluent_kafka.admin import NewPartitions
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "crash"))
+    import verifier  # noqa: E402
+    names = h.app_topics(partitions=2)
+    base = h.aligned_base(W, minutes_ago=30)
+    # idle after 15 s: not before the test has written the old partitions'
+    # second part (an idle advance moves a partition to wall-clock time)
+    flags = ("--idle-timeout-ms", "15000")
+    agg = start(names, *flags)
+    old = [(f"o{i % 3}", 1 + i, base + i * 1000) for i in range(20)]        # 20 s of event time
+    for p in (0, 1):
+        produce(names, p, old)
+    h.wait_until(lambda: len(h.results(names["output"])) >= 3, 60, "the first windows to close")
+    a = h.admin()
+    for f in a.create_partitions([NewPartitions(names["input"], 4)], operation_timeout=15).values():
+        f.result(timeout=30)
+    learnt = lambda: agg.log().count("event=sources_added") >= 4 and "to=4" in agg.log()  # noqa: E731
+    try:
+        h.wait_until(learnt, 30, "the aggregation tasks to learn of the new partitions")
+    except AssertionError:
+        pass  # what follows tells what went wrong
+    ahead = [(f"o{i % 3}", 100 + i, base + 20000 + i * 1000) for i in range(40)]  # to base + 60 s
+    behind = [(f"n{i % 2}", 1000 + i, base + 25000 + i * 500) for i in range(20)]  # base + 25..35 s
+    for p in (0, 1):
+        produce(names, p, ahead)
+    time.sleep(1)
+    produce(names, 2, behind)              # partition 3 stays empty
+    h.wait_until(lambda: any(r["seller_id"] == "n0" for r in h.results(names["output"])), 90,
+                 "the new partition's windows (held for it, released by the idle rule)")
+    assert agg.stop() == 0
+    # the restart reads 4 input partitions and 2 aggregation partitions
+    agg = start(names, *flags)
+    # every partition was moved to wall-clock time by the idle rule: the
+    # records after the restart are written in real time
+    now = int(time.time() * 1000)
+    later = [(f"o{i % 3}", 7, now + i * 100) for i in range(10)]
+    for p in range(4):
+        produce(names, p, later)
+    every = old * 2 + ahead * 2 + behind + later * 4
+    want = h.truth(every, W)               # everything closes by the idle rule
+    wait_results(names, want, timeout=150)
+    assert not [d for d in h.dlq(names["input"] + "-dlq") if d["reason"] == "late"]
+    rep = verifier.verify(names["input"], names["output"], names["input"] + "-dlq", names["table"],
+                          names["app"], W, G, False)
+    assert not rep["problems"], rep["problems"][:10]
+    log = agg.log()
+    assert "input_partitions_added" in log and "from=2 to=4" in log, log[-2000:]
+    assert agg.stop() == 0

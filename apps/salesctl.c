@@ -14,10 +14,13 @@
  *       piped, it writes plain lines: one `result ...` line per committed
  *       result and a `status ...` line. --once reads to the end, prints the
  *       table and exits. Environment: RILL_WORKERS, RILL_PG_DSN.
- *   salesctl query SELLER --workers HOST:PORT[,HOST:PORT...]
- *       The running totals of SELLER's open windows, from the worker that
- *       owns the seller's partition: every worker's HTTP endpoint serves its
- *       own store (/query?key=), salesctl asks each until one has it.
+ *   salesctl query SELLER [--workers HOST:PORT[,...]] [--bootstrap-servers B]
+ *                  [--application-id A]
+ *       The running totals of SELLER's open windows. Any worker answers for
+ *       any seller (it forwards to the owner of the seller's partition), so
+ *       one address is enough; without one, the endpoints the group's
+ *       members advertise (asked from the bootstrap servers). Exit 3 when the
+ *       worker refuses for now (503: restoring, rebalancing, owner unknown).
  *
  *   salesctl dlq [--topic sales-usd-dlq] [--examples N]
  *       The dead letters grouped by reason (rill.error.reason), with counts,
@@ -31,7 +34,8 @@
  *       replayed again: the run refuses (exit 3) unless --skip-replayed
  *       (replay only the others) or --force (again). See docs/operations.md.
  *
- * Exit codes: 0 ok, 1 not found or unreachable, 2 bad usage, 3 already replayed.
+ * Exit codes: 0 ok, 1 not found or unreachable, 2 bad usage, 3 already replayed
+ * (dlq replay) or refused for now (query).
  */
 #include "event.h"
 #include "owners.h"

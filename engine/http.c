@@ -7,10 +7,19 @@
  *   GET /metrics   Prometheus text format
  *   GET /tasks     the owned tasks: event time, lag, for aggregation tasks the
  *                  source partition holding their windows back and by how much
- *   GET /query?key=K  the committed windows of key K held by this process
- *                  (interactive queries): 200 with JSON, 404 when another
- *                  process owns the key's partition, 400 for a missing or
- *                  too long key, 503 (Retry-After) when too many queries run
+ *   GET /query?key=K  the committed windows of key K (interactive queries),
+ *                  answered by this process when it owns K's partition, else
+ *                  forwarded to the owner (owners.c finds it, peer.c asks it):
+ *                  200 with JSON, 404 when the owner holds none, 400 for a
+ *                  missing or too long key, 503 (Retry-After) with a reason
+ *                  when it cannot be answered now: the partition restoring
+ *                  (a stale read is refused, not served), a rebalance, an
+ *                  owner unknown or unreachable, too many queries running
+ *
+ * Routing (route): a request with the X-Rill-Forwarded header came from
+ * another worker and is answered locally or refused (not_owner), never
+ * forwarded again: at most one hop. See docs/architecture.md, "Interactive
+ * queries", for the design.
  *
  * The endpoint is unauthenticated, so a query's cost is bounded and cannot
  * starve the probes: every connection has its own thread (at most
@@ -24,7 +33,9 @@
  *
  * @locality the handler runs on libmicrohttpd's connection threads. It reads
  * the stream threads' metrics (atomics), the app's fatal slot (under its
- * lock) and, for queries, the task stores under each worker's task lock.
+ * lock) and, for queries, the task stores under each worker's task lock;
+ * forwarding blocks the connection thread for at most ~10 s (two group
+ * descriptions and two forwards, each bounded).
  */
 #include "internal.h"
 #include "json.h"

@@ -308,15 +308,15 @@ static int forward(rill_http_t *h, const char *key, size_t key_len, int32_t p, t
                 if (rill_owners_get(h->owners, p, attempt, &ow, errstr, sizeof(errstr))) {
                         reason = "owner_unknown";
                         snprintf(why, sizeof(why),
-                                 "owner unknown: cannot describe group %s to find the owner of "
-                                 "partition %d: %s (hint: is the broker reachable?)",
+                                 "owner unknown: cannot describe group %.200s to find the owner of "
+                                 "partition %d: %.400s (hint: is the broker reachable?)",
                                  app->app_id, (int)p, errstr);
                         continue;
                 }
                 if (ow.kind == RILL_OWNER_NONE) {
                         reason = "owner_unknown";
                         snprintf(why, sizeof(why),
-                                 "owner unknown: no member of group %s owns partition %d now (a "
+                                 "owner unknown: no member of group %.200s owns partition %d now (a "
                                  "rebalance in progress, or no worker running); retry",
                                  app->app_id, (int)p);
                         continue;
@@ -324,7 +324,7 @@ static int forward(rill_http_t *h, const char *key, size_t key_len, int32_t p, t
                 if (ow.kind == RILL_OWNER_NO_HTTP) {
                         reason = "owner_unknown";
                         snprintf(why, sizeof(why),
-                                 "owner unknown: partition %d is owned by member %s, which "
+                                 "owner unknown: partition %d is owned by member %.200s, which "
                                  "advertises no HTTP endpoint (hint: start every worker with "
                                  "--http-port)",
                                  (int)p, ow.member);
@@ -352,8 +352,8 @@ static int forward(rill_http_t *h, const char *key, size_t key_len, int32_t p, t
                                                  sizeof(errstr))) {
                         reason = "owner_unreachable";
                         snprintf(why, sizeof(why),
-                                 "owner unreachable: partition %d is owned by member %s at "
-                                 "%s:%d, which did not answer: %s",
+                                 "owner unreachable: partition %d is owned by member %.200s at "
+                                 "%.200s:%d, which did not answer: %.400s",
                                  (int)p, ow.member, ow.host, ow.port,
                                  path.failed ? "key too large to forward" : errstr);
                         continue;
@@ -362,7 +362,7 @@ static int forward(rill_http_t *h, const char *key, size_t key_len, int32_t p, t
                     strstr(b->p, "\"reason\":\"not_owner\"")) {
                         reason = "rebalancing";
                         snprintf(why, sizeof(why),
-                                 "rebalancing: member %s at %s:%d no longer owns partition %d; "
+                                 "rebalancing: member %.200s at %.200s:%d no longer owns partition %d; "
                                  "retry",
                                  ow.member, ow.host, ow.port, (int)p);
                         continue;
@@ -398,7 +398,8 @@ static int fan_out(rill_http_t *h, const char *key, size_t key_len, int forwarde
         if (n < 0) {
                 *retry = 1;
                 return refuse(b, "owner_unknown", -1,
-                              "owner unknown: cannot describe group %s: %s", app->app_id, errstr);
+                              "owner unknown: cannot describe group %.200s: %.400s", app->app_id,
+                              errstr);
         }
         rill_jbuf_t path, tmp;
         rill_jbuf_init(&path, 8 * RILL_QUERY_KEY_MAX);
@@ -418,7 +419,7 @@ static int fan_out(rill_http_t *h, const char *key, size_t key_len, int forwarde
                 if (rill_peer_get(peers[i].host, peers[i].port, path.p, app->process_id,
                                   left < RILL_QUERY_FORWARD_MS ? (int)left : RILL_QUERY_FORWARD_MS,
                                   &st, &tmp, errstr, sizeof(errstr))) {
-                        snprintf(why, sizeof(why), "owner unreachable: member %s: %s",
+                        snprintf(why, sizeof(why), "owner unreachable: member %.200s: %.400s",
                                  peers[i].member, errstr);
                         continue;
                 }
@@ -429,7 +430,7 @@ static int fan_out(rill_http_t *h, const char *key, size_t key_len, int forwarde
                         return st;
                 }
                 if (st != 404)
-                        snprintf(why, sizeof(why), "member %s at %s:%d answered %d: %.300s",
+                        snprintf(why, sizeof(why), "member %.200s at %.200s:%d answered %d: %.300s",
                                  peers[i].member, peers[i].host, peers[i].port, st,
                                  tmp.p ? tmp.p : "");
         }

@@ -14,10 +14,13 @@
  *       piped, it writes plain lines: one `result ...` line per committed
  *       result and a `status ...` line. --once reads to the end, prints the
  *       table and exits. Environment: RILL_WORKERS, RILL_PG_DSN.
- *   salesctl query SELLER --workers HOST:PORT[,HOST:PORT...]
- *       The running totals of SELLER's open windows, from the worker that
- *       owns the seller's partition: every worker's HTTP endpoint serves its
- *       own store (/query?key=), salesctl asks each until one has it.
+ *   salesctl query SELLER [--workers HOST:PORT[,...]] [--bootstrap-servers B]
+ *                  [--application-id A]
+ *       The running totals of SELLER's open windows. Any worker answers for
+ *       any seller (it forwards to the owner of the seller's partition), so
+ *       one address is enough; without one, the endpoints the group's
+ *       members advertise (asked from the bootstrap servers). Exit 3 when the
+ *       worker refuses for now (503: restoring, rebalancing, owner unknown).
  *
  *   salesctl dlq [--topic sales-usd-dlq] [--examples N]
  *       The dead letters grouped by reason (rill.error.reason), with counts,
@@ -31,9 +34,11 @@
  *       replayed again: the run refuses (exit 3) unless --skip-replayed
  *       (replay only the others) or --force (again). See docs/operations.md.
  *
- * Exit codes: 0 ok, 1 not found or unreachable, 2 bad usage, 3 already replayed.
+ * Exit codes: 0 ok, 1 not found or unreachable, 2 bad usage, 3 already replayed
+ * (dlq replay) or refused for now (query).
  */
 #include "event.h"
+#include "owners.h"
 #include "window.h"
 
 #include <curl/curl.h>
@@ -567,11 +572,47 @@ static int cmd_watch(int argc, char **argv) {
 
 /* ---- query ---------------------------------------------------------------------------- */
 
+/* The HTTP endpoints the members of group advertise (engine/owners.c), as
+ * "host:port,..." into list (distinct, in the group's order). */
+typedef struct endpoints {
+        char list[4096];
+        int n;
+} endpoints_t;
+
+static void add_endpoint(void *opaque, const char *client_id, const char *host,
+                         const rd_kafka_topic_partition_list_t *assignment) {
+        endpoints_t *e = opaque;
+        char h[RILL_PEER_HOST_MAX], one[RILL_PEER_HOST_MAX + 16];
+        int port;
+        (void)assignment;
+        if (rill_peer_endpoint(client_id, host, h, sizeof(h), &port))
+                return;
+        snprintf(one, sizeof(one), strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, port);
+        size_t n = strlen(one), l = strlen(e->list);
+        for (const char *s = strstr(e->list, one); s; s = strstr(s + 1, one))
+                if ((s == e->list || s[-1] == ',') && (s[n] == ',' || !s[n]))
+                        return; /* already listed */
+        if (l + n + 2 < sizeof(e->list)) {
+                snprintf(e->list + l, sizeof(e->list) - l, "%s%s", l ? "," : "", one);
+                e->n++;
+        }
+}
+
+/* Any one worker answers for any key (it forwards to the owner), so
+ * salesctl asks the first worker that answers: from --workers, or, without
+ * them, the endpoints the group's members advertise (the bootstrap servers
+ * and the application id are enough). A 503 is the worker refusing for now
+ * (the owner restoring, a rebalance, an owner without HTTP): exit 3. */
 static int cmd_query(int argc, char **argv) {
         const char *seller = NULL, *workers = getenv("RILL_WORKERS");
+        const char *bootstrap = getenv("RILL_BOOTSTRAP_SERVERS"), *app = getenv("RILL_APPLICATION_ID");
         for (int i = 0; i < argc; i++) {
                 if (!strcmp(argv[i], "--workers") && i + 1 < argc)
                         workers = argv[++i];
+                else if (!strcmp(argv[i], "--bootstrap-servers") && i + 1 < argc)
+                        bootstrap = argv[++i], workers = NULL;
+                else if (!strcmp(argv[i], "--application-id") && i + 1 < argc)
+                        app = argv[++i];
                 else if (!seller && argv[i][0] != '-')
                         seller = argv[i];
                 else {
@@ -579,30 +620,59 @@ static int cmd_query(int argc, char **argv) {
                         return 2;
                 }
         }
-        if (!seller || !workers || !*workers) {
-                fprintf(stderr, "salesctl: query needs a SELLER and --workers HOST:PORT[,...] (or RILL_WORKERS)\n");
+        if (!seller) {
+                fprintf(stderr, "salesctl: query needs a SELLER (and --workers HOST:PORT[,...], or the "
+                                "bootstrap servers: --bootstrap-servers B --application-id A)\n");
                 return 2;
+        }
+        endpoints_t found = {"", 0};
+        if (!workers || !*workers) { /* from the group's description */
+                char err[512];
+                bootstrap = bootstrap ? bootstrap : "127.0.0.1:9092";
+                app = app && *app ? app : "sales-aggregator";
+                rd_kafka_conf_t *kc = rd_kafka_conf_new();
+                rd_kafka_conf_set(kc, "bootstrap.servers", bootstrap, err, sizeof(err));
+                rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, err, sizeof(err));
+                int members = rk ? rill_owners_describe(rk, app, 10000, add_endpoint, &found, err,
+                                                        sizeof(err))
+                                 : -1;
+                if (rk)
+                        rd_kafka_destroy(rk);
+                else
+                        rd_kafka_conf_destroy(kc);
+                if (members < 0 || !found.n) {
+                        fprintf(stderr, members < 0 ? "salesctl: cannot find the workers of %s on %s: %s\n"
+                                                    : "salesctl: no worker of %s on %s advertises an HTTP "
+                                                      "endpoint%.0s (hint: is the aggregator running with "
+                                                      "--http-port? or give --workers HOST:PORT)\n",
+                                app, bootstrap, err);
+                        return 1;
+                }
+                workers = found.list;
         }
         curl_global_init(CURL_GLOBAL_DEFAULT);
         CURL *c = curl_easy_init();
         char *esc = curl_easy_escape(c, seller, 0);
         char *list = strdup(workers), *save = NULL;
         int rc = 1, reachable = 0;
-        for (char *w = strtok_r(list, ",", &save); w && rc; w = strtok_r(NULL, ",", &save)) {
-                char url[1024];
+        for (char *w = strtok_r(list, ",", &save); w && !reachable; w = strtok_r(NULL, ",", &save)) {
+                size_t ulen = strlen(w) + strlen(esc) + 32;
+                char *url = malloc(ulen);
                 body_t b = {NULL, 0};
-                snprintf(url, sizeof(url), "http://%s/query?key=%s", w, esc);
+                snprintf(url, ulen, "http://%s/query?key=%s", w, esc);
                 curl_easy_setopt(c, CURLOPT_URL, url);
                 curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
                 curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-                curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+                curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 15000L); /* a forward: at most ~10 s */
+                curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
                 long status = 0;
                 if (curl_easy_perform(c) == CURLE_OK) {
                         reachable++;
                         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
                 }
-                json_t *d = status == 200 && b.p ? json_loads(b.p, 0, NULL) : NULL;
-                if (d) {
+                json_t *d = b.p ? json_loads(b.p, 0, NULL) : NULL;
+                const char *error = json_string_value(json_object_get(d, "error"));
+                if (status == 200 && d) {
                         json_t *ws = json_object_get(d, "windows"), *x;
                         size_t i;
                         printf("seller %s (worker %s, instance %s)\n", seller, w,
@@ -615,16 +685,25 @@ static int cmd_query(int argc, char **argv) {
                                        (long long)json_integer_value(json_object_get(x, "sum")),
                                        (long long)json_integer_value(json_object_get(x, "count")));
                         }
-                        json_decref(d);
                         rc = 0;
+                } else if (status == 404) {
+                        fprintf(stderr, "salesctl: no worker holds an open window for seller %s\n", seller);
+                } else if (status == 503) {
+                        fprintf(stderr, "salesctl: worker %s cannot answer for seller %s now: %s\n", w, seller,
+                                error ? error : "unavailable (retry)");
+                        rc = 3;
+                } else if (status) {
+                        fprintf(stderr, "salesctl: worker %s answered %ld for seller %s: %s\n", w, status, seller,
+                                error ? error : "(no error text)");
                 }
+                json_decref(d);
                 free(b.p);
+                free(url);
         }
-        if (rc)
-                fprintf(stderr, reachable ? "salesctl: no worker holds an open window for seller %s\n"
-                                          : "salesctl: no worker reachable at %s (hint: --workers HOST:PORT of the "
-                                            "aggregators' --http-port)\n",
-                        reachable ? seller : workers);
+        if (!reachable)
+                fprintf(stderr, "salesctl: no worker reachable at %s (hint: --workers HOST:PORT of the "
+                                "aggregators' --http-port)\n",
+                        workers);
         free(list);
         curl_free(esc);
         curl_easy_cleanup(c);

@@ -7,10 +7,19 @@
  *   GET /metrics   Prometheus text format
  *   GET /tasks     the owned tasks: event time, lag, for aggregation tasks the
  *                  source partition holding their windows back and by how much
- *   GET /query?key=K  the committed windows of key K held by this process
- *                  (interactive queries): 200 with JSON, 404 when another
- *                  process owns the key's partition, 400 for a missing or
- *                  too long key, 503 (Retry-After) when too many queries run
+ *   GET /query?key=K  the committed windows of key K (interactive queries),
+ *                  answered by this process when it owns K's partition, else
+ *                  forwarded to the owner (owners.c finds it, peer.c asks it):
+ *                  200 with JSON, 404 when the owner holds none, 400 for a
+ *                  missing or too long key, 503 (Retry-After) with a reason
+ *                  when it cannot be answered now: the partition restoring
+ *                  (a stale read is refused, not served), a rebalance, an
+ *                  owner unknown or unreachable, too many queries running
+ *
+ * Routing (route): a request with the X-Rill-Forwarded header came from
+ * another worker and is answered locally or refused (not_owner), never
+ * forwarded again: at most one hop. See docs/architecture.md, "Interactive
+ * queries", for the design.
  *
  * The endpoint is unauthenticated, so a query's cost is bounded and cannot
  * starve the probes: every connection has its own thread (at most
@@ -24,11 +33,15 @@
  *
  * @locality the handler runs on libmicrohttpd's connection threads. It reads
  * the stream threads' metrics (atomics), the app's fatal slot (under its
- * lock) and, for queries, the task stores under each worker's task lock.
+ * lock) and, for queries, the task stores under each worker's task lock;
+ * forwarding blocks the connection thread for at most ~10 s (two group
+ * descriptions and two forwards, each bounded).
  */
 #include "internal.h"
 #include "json.h"
 #include "log.h"
+#include "owners.h"
+#include "peer.h"
 
 #include <microhttpd.h>
 #include <stdarg.h>
@@ -39,12 +52,15 @@
 #define CONNECTIONS_MAX 64  /* connection threads; beyond them new connections wait */
 #define QUERIES_MAX 2       /* queries answered at once; more get 503 */
 #define RETRY_AFTER_S "1"
+#define RILL_QUERY_FORWARD_MS 2500 /* one forwarded query, connect to last byte */
+#define RILL_QUERY_FANOUT_MS 8000  /* all the members asked for an underivable key */
 #define TEXT_MAX (64u << 20) /* /metrics of 64 threads x 2 x 1000s of partitions fits */
 
 struct rill_http {
         struct MHD_Daemon *daemon;
         rill_app_t *app;
         atomic_int queries; /* queries running now */
+        rill_owners_t *owners; /* who owns which partition, for forwarding */
 };
 
 typedef rill_jbuf_t tbuf_t;
@@ -211,22 +227,269 @@ static int lookup(void *opaque, const char *key, size_t key_len, rill_qresult_t 
         return 0;
 }
 
-/* *busy is set when the answer is a 503 that the client should retry. */
-static int query(rill_http_t *h, struct MHD_Connection *conn, tbuf_t *b, int *busy) {
+/* ---- /query: answered here, or by the owner of the key's partition ------------------- */
+
+enum { HERE_NONE, HERE_OWNED, HERE_RESTORING };
+
+/* Where aggregation partition p is in this process; for a restore, how far
+ * it got (*done of at most *total changelog records). */
+static int here(rill_app_t *app, int32_t p, long long *done, long long *total) {
+        int owned = 0;
+        for (int i = 0; i < app->nthreads; i++) {
+                rill_metrics_t *m = &app->metrics[i];
+                if (p >= m->partitions)
+                        continue;
+                int slot = m->partitions + p;
+                if (atomic_load(&m->restoring[slot])) {
+                        *done = atomic_load(&m->restore_done[slot]);
+                        *total = atomic_load(&m->restore_total[slot]);
+                        return HERE_RESTORING;
+                }
+                owned |= atomic_load(&m->owned[slot]);
+        }
+        return owned ? HERE_OWNED : HERE_NONE;
+}
+
+/* Any aggregation task of this process restoring (keys whose partition
+ * cannot be derived): @returns one such partition, or -1. */
+static int32_t any_restoring(rill_app_t *app) {
+        for (int i = 0; i < app->nthreads; i++) {
+                rill_metrics_t *m = &app->metrics[i];
+                for (int p = 0; p < m->partitions; p++)
+                        if (atomic_load(&m->restoring[m->partitions + p]))
+                                return p;
+        }
+        return -1;
+}
+
+/* A refusal the client may retry: 503 {"error": what and why, "reason": a
+ * word for scripts (restoring, not_owner, rebalancing, owner_unknown,
+ * owner_unreachable), "partition": the key's partition or -1}. */
+static int refuse(tbuf_t *b, const char *reason, int32_t p, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+static int refuse(tbuf_t *b, const char *reason, int32_t p, const char *fmt, ...) {
+        char msg[1024];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        rill_jbuf_reset(b);
+        rill_jbuf_add(b, "{\"error\":", 9);
+        rill_jbuf_string(b, msg, strlen(msg));
+        rill_jbuf_printf(b, ",\"reason\":\"%s\",\"partition\":%d}\n", reason, (int)p);
+        return MHD_HTTP_SERVICE_UNAVAILABLE;
+}
+
+static int refuse_restoring(rill_app_t *app, tbuf_t *b, int32_t p, long long done,
+                            long long total) {
+        return refuse(b, "restoring", p,
+                      "restoring: partition %d of %s is being restored on instance %s (%lld of "
+                      "at most %lld changelog records); an answer now could be stale (retry "
+                      "when the worker's /readyz is 200)",
+                      (int)p, app->keyed ? app->input_topic : app->repartition_topic,
+                      app->process_id, done, total);
+}
+
+/* The key's partition is another member's: ask it, at most twice (the second
+ * time after describing the group again, when the first answer showed the
+ * description stale). The owner's answer is passed on as it is. */
+static int forward(rill_http_t *h, const char *key, size_t key_len, int32_t p, tbuf_t *b,
+                   int *retry) {
+        rill_app_t *app = h->app;
+        char errstr[512] = "", why[1024] = "";
+        const char *reason = "owner_unknown";
+        rill_jbuf_t path;
+        rill_jbuf_init(&path, 8 * RILL_QUERY_KEY_MAX);
+        rill_jbuf_add(&path, "/query?key=", 11);
+        rill_peer_urlencode(&path, key, key_len);
+        *retry = 1;
+        for (int attempt = 0; attempt < 2; attempt++) {
+                rill_owner_t ow;
+                if (rill_owners_get(h->owners, p, attempt, &ow, errstr, sizeof(errstr))) {
+                        reason = "owner_unknown";
+                        snprintf(why, sizeof(why),
+                                 "owner unknown: cannot describe group %.200s to find the owner of "
+                                 "partition %d: %.400s (hint: is the broker reachable?)",
+                                 app->app_id, (int)p, errstr);
+                        continue;
+                }
+                if (ow.kind == RILL_OWNER_NONE) {
+                        reason = "owner_unknown";
+                        snprintf(why, sizeof(why),
+                                 "owner unknown: no member of group %.200s owns partition %d now (a "
+                                 "rebalance in progress, or no worker running); retry",
+                                 app->app_id, (int)p);
+                        continue;
+                }
+                if (ow.kind == RILL_OWNER_NO_HTTP) {
+                        reason = "owner_unknown";
+                        snprintf(why, sizeof(why),
+                                 "owner unknown: partition %d is owned by member %.200s, which "
+                                 "advertises no HTTP endpoint (hint: start every worker with "
+                                 "--http-port)",
+                                 (int)p, ow.member);
+                        continue;
+                }
+                if (ow.kind == RILL_OWNER_SELF) { /* assigned here, the task not open yet */
+                        long long done = 0, total = 0;
+                        int st = here(app, p, &done, &total);
+                        rill_jbuf_free(&path);
+                        if (st == HERE_RESTORING)
+                                return refuse_restoring(app, b, p, done, total);
+                        if (st == HERE_OWNED) {
+                                *retry = 0;
+                                return rill_query_answer(key, key_len, app->process_id, lookup,
+                                                         app, b);
+                        }
+                        return refuse(b, "rebalancing", p,
+                                      "rebalancing: partition %d is assigned to this instance "
+                                      "(%s) but its task is not open yet; retry",
+                                      (int)p, app->process_id);
+                }
+                int status = 0;
+                if (path.failed || rill_peer_get(ow.host, ow.port, path.p, app->process_id,
+                                                 RILL_QUERY_FORWARD_MS, &status, b, errstr,
+                                                 sizeof(errstr))) {
+                        reason = "owner_unreachable";
+                        snprintf(why, sizeof(why),
+                                 "owner unreachable: partition %d is owned by member %.200s at "
+                                 "%.200s:%d, which did not answer: %.400s",
+                                 (int)p, ow.member, ow.host, ow.port,
+                                 path.failed ? "key too large to forward" : errstr);
+                        continue;
+                }
+                if (status == MHD_HTTP_SERVICE_UNAVAILABLE && b->p &&
+                    strstr(b->p, "\"reason\":\"not_owner\"")) {
+                        reason = "rebalancing";
+                        snprintf(why, sizeof(why),
+                                 "rebalancing: member %.200s at %.200s:%d no longer owns partition %d; "
+                                 "retry",
+                                 ow.member, ow.host, ow.port, (int)p);
+                        continue;
+                }
+                rill_log(RILL_LOG_DEBUG, "query_forwarded", "partition=%d owner=%s:%d status=%d",
+                         (int)p, ow.host, ow.port, status);
+                *retry = status == MHD_HTTP_SERVICE_UNAVAILABLE;
+                rill_jbuf_free(&path);
+                return status;
+        }
+        rill_jbuf_free(&path);
+        return refuse(b, reason, p, "%s", why);
+}
+
+/* A key whose partition cannot be derived (keyed input, kafka.partitioner):
+ * this process's stores, then every other member's until one has it, all
+ * within RILL_QUERY_FANOUT_MS. A key lives in one partition, so the first
+ * answer with windows is the answer. */
+static int fan_out(rill_http_t *h, const char *key, size_t key_len, int forwarded, tbuf_t *b,
+                   int *retry) {
+        rill_app_t *app = h->app;
+        int status = rill_query_answer(key, key_len, app->process_id, lookup, app, b);
+        int32_t rp = any_restoring(app);
+        if (status == 404 && rp >= 0) {
+                *retry = 1;
+                return refuse_restoring(app, b, rp, 0, 0);
+        }
+        if (status != 404 || forwarded || !h->owners)
+                return status;
+        char errstr[512] = "", why[1024] = "";
+        rill_owner_t peers[RILL_OWNERS_PEERS_MAX];
+        int n = rill_owners_peers(h->owners, peers, RILL_OWNERS_PEERS_MAX, errstr, sizeof(errstr));
+        if (n < 0) {
+                *retry = 1;
+                return refuse(b, "owner_unknown", -1,
+                              "owner unknown: cannot describe group %.200s: %.400s", app->app_id,
+                              errstr);
+        }
+        rill_jbuf_t path, tmp;
+        rill_jbuf_init(&path, 8 * RILL_QUERY_KEY_MAX);
+        rill_jbuf_add(&path, "/query?key=", 11);
+        rill_peer_urlencode(&path, key, key_len);
+        rill_jbuf_init(&tmp, RILL_QUERY_BODY_MAX);
+        int64_t deadline = rill_now_mono_ms() + RILL_QUERY_FANOUT_MS;
+        for (int i = 0; i < n && !path.failed; i++) {
+                int64_t left = deadline - rill_now_mono_ms();
+                int st = 0;
+                if (left <= 0) {
+                        snprintf(why, sizeof(why),
+                                 "owner unreachable: %d of %d other members not asked within %d ms",
+                                 n - i, n, RILL_QUERY_FANOUT_MS);
+                        break;
+                }
+                if (rill_peer_get(peers[i].host, peers[i].port, path.p, app->process_id,
+                                  left < RILL_QUERY_FORWARD_MS ? (int)left : RILL_QUERY_FORWARD_MS,
+                                  &st, &tmp, errstr, sizeof(errstr))) {
+                        snprintf(why, sizeof(why), "owner unreachable: member %.200s: %.400s",
+                                 peers[i].member, errstr);
+                        continue;
+                }
+                if (st == 200) {
+                        rill_jbuf_free(b);
+                        *b = tmp;
+                        rill_jbuf_free(&path);
+                        return st;
+                }
+                if (st != 404)
+                        snprintf(why, sizeof(why), "member %.200s at %.200s:%d answered %d: %.300s",
+                                 peers[i].member, peers[i].host, peers[i].port, st,
+                                 tmp.p ? tmp.p : "");
+        }
+        rill_jbuf_free(&tmp);
+        rill_jbuf_free(&path);
+        if (why[0]) { /* a member that may hold the key did not say it has none */
+                *retry = 1;
+                return refuse(b, "owner_unreachable", -1, "%s", why);
+        }
+        return status;
+}
+
+/* Route one valid query: answer it here when this process owns the key's
+ * partition, refuse it while that partition restores, forward it to the
+ * owner otherwise -- unless it was forwarded to us already (at most one hop). */
+static int route(rill_http_t *h, const char *key, size_t key_len, const char *forwarded_by,
+                 tbuf_t *b, int *retry) {
+        rill_app_t *app = h->app;
+        if (!key || !key_len || key_len > RILL_QUERY_KEY_MAX) /* 400, with the reason */
+                return rill_query_answer(key, key_len, app->process_id, lookup, app, b);
+        int32_t p = owning_partition(app, key, key_len);
+        if (p < 0)
+                return fan_out(h, key, key_len, forwarded_by != NULL, b, retry);
+        long long done = 0, total = 0;
+        int st = here(app, p, &done, &total);
+        if (st == HERE_RESTORING) {
+                *retry = 1;
+                return refuse_restoring(app, b, p, done, total);
+        }
+        if (st == HERE_OWNED || !h->owners)
+                return rill_query_answer(key, key_len, app->process_id, lookup, app, b);
+        if (forwarded_by) {
+                *retry = 1;
+                return refuse(b, "not_owner", p,
+                              "not owner: instance %s does not own partition %d (the query came "
+                              "forwarded from %.128s and is not forwarded again); retry",
+                              app->process_id, (int)p, forwarded_by);
+        }
+        return forward(h, key, key_len, p, b, retry);
+}
+
+/* *retry is set when the answer is a 503 that the client should retry. */
+static int query(rill_http_t *h, struct MHD_Connection *conn, tbuf_t *b, int *retry) {
         const char *key = NULL;
         size_t key_len = 0;
         if (MHD_lookup_connection_value_n(conn, MHD_GET_ARGUMENT_KIND, "key", 3, &key,
                                           &key_len) != MHD_YES)
                 key = NULL;
+        const char *fwd = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, RILL_PEER_FORWARDED);
         if (atomic_fetch_add(&h->queries, 1) >= QUERIES_MAX) {
                 atomic_fetch_sub(&h->queries, 1);
                 rill_jbuf_printf(b, "{\"error\":\"busy: %d queries are running, the most this "
-                                    "process answers at once (retry after %s s)\"}\n",
+                                    "process answers at once (retry after %s s)\",\"reason\":"
+                                    "\"busy\",\"partition\":-1}\n",
                                  QUERIES_MAX, RETRY_AFTER_S);
-                *busy = 1;
+                *retry = 1;
                 return MHD_HTTP_SERVICE_UNAVAILABLE;
         }
-        int status = rill_query_answer(key, key_len, h->app->process_id, lookup, h->app, b);
+        int status = route(h, key, key_len, fwd, b, retry);
         atomic_fetch_sub(&h->queries, 1);
         return status;
 }
@@ -271,7 +534,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         rill_http_t *h = cls;
         rill_app_t *app = h->app;
         tbuf_t b;
-        int status, busy = 0;
+        int status, retry = 0;
         const char *type = "text/plain; charset=utf-8";
         rill_jbuf_init(&b, TEXT_MAX);
         if (strcmp(method, "GET")) {
@@ -289,7 +552,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                 type = "application/json";
         } else if (!strcmp(url, "/query")) {
                 b.limit = RILL_QUERY_BODY_MAX;
-                status = query(h, conn, &b, &busy);
+                status = query(h, conn, &b, &retry);
                 type = "application/json";
         } else {
                 tb_printf(&b, "not found: try /healthz, /readyz, /metrics, /tasks, /query?key=\n");
@@ -312,7 +575,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                 return MHD_NO;
         }
         MHD_add_response_header(r, "Content-Type", type);
-        if (busy)
+        if (retry)
                 MHD_add_response_header(r, "Retry-After", RETRY_AFTER_S);
         enum MHD_Result ret = MHD_queue_response(conn, (unsigned)status, r);
         MHD_destroy_response(r);
@@ -323,6 +586,11 @@ rill_http_t *rill_http_start(rill_app_t *app, int port, char *errstr, size_t err
         rill_http_t *h = calloc(1, sizeof(*h));
         h->app = app;
         atomic_init(&h->queries, 0);
+        h->owners = rill_owners_new(app, errstr, errstr_size);
+        if (!h->owners) {
+                free(h);
+                return NULL;
+        }
         /* a thread per connection: a slow query never delays /healthz */
         h->daemon = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
                                              MHD_USE_ERROR_LOG,
@@ -334,6 +602,7 @@ rill_http_t *rill_http_start(rill_app_t *app, int port, char *errstr, size_t err
                 snprintf(errstr, errstr_size,
                          "cannot listen for HTTP on port %d (hint: is the port in use? set "
                          "--http-port)", port);
+                rill_owners_destroy(h->owners);
                 free(h);
                 return NULL;
         }
@@ -344,5 +613,6 @@ void rill_http_stop(rill_http_t *h) {
         if (!h)
                 return;
         MHD_stop_daemon(h->daemon);
+        rill_owners_destroy(h->owners);
         free(h);
 }

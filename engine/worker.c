@@ -38,6 +38,7 @@
 #include "fault.h"
 #include "kafka_admin.h"
 #include "log.h"
+#include "owners.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -898,7 +899,7 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         w->agg = calloc((size_t)app->partitions, sizeof(*w->agg));
         char txn_id[400], client_id[400], instance[400], ttl[32], err[512];
         snprintf(txn_id, sizeof(txn_id), "%s-%s", app->app_id, w->name);
-        snprintf(client_id, sizeof(client_id), "%s-%s", app->app_id, w->name);
+        rill_owners_client_id(app, w->name, client_id, sizeof(client_id)); /* + HTTP endpoint */
         w->txn_timeout_ms = rill_conf_get_int(app->conf, "transaction.timeout.ms");
         snprintf(ttl, sizeof(ttl), "%lld", (long long)w->txn_timeout_ms);
 

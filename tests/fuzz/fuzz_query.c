@@ -8,8 +8,16 @@
  * JSON (jansson, strict UTF-8) ending in a newline, within the size cap; the
  * status matches the key and the store; a well-formed UTF-8 key comes back
  * exactly; the windows are the store's, in order, capped and flagged.
+ *
+ * The same bytes also go through the parsers of query forwarding
+ * (engine/peer.c): the HTTP response splitter (status 100..599, the body
+ * inside the input), the endpoint advertised in a client.id (a valid host
+ * and port, and what rill_peer_advertise writes parses back the same) and
+ * the key's percent-encoding (only unreserved bytes and %XX, decoding back
+ * to the key).
  */
 #include "json.h"
+#include "peer.h"
 
 #include <jansson.h>
 #include <stdint.h>
@@ -66,7 +74,66 @@ static int utf8_ok(const char *s, size_t n) {
         return j != NULL;
 }
 
+static int hexval(char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+static int host_char_ok(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+               c == '-' || c == '_' || c == ':';
+}
+
+/* the forwarding parsers (engine/peer.c) on the raw input */
+static void fuzz_peer(const uint8_t *data, size_t size) {
+        int status = 0;
+        size_t off = 0;
+        if (!rill_peer_parse_response((const char *)data, size, &status, &off))
+                CHECK(status >= 100 && status <= 599 && off >= 16 && off <= size &&
+                      !memcmp(data + off - 4, "\r\n\r\n", 4));
+        /* the client.id and the broker's host: split at the first NUL */
+        char *cid = malloc(size + 1);
+        memcpy(cid, data, size);
+        cid[size] = '\0';
+        const char *bhost = memchr(cid, '\0', size) ? cid + strlen(cid) + 1 : NULL;
+        char host[RILL_PEER_HOST_MAX];
+        int port = 0;
+        if (!rill_peer_endpoint(cid, bhost, host, sizeof(host), &port)) {
+                size_t n = strlen(host);
+                CHECK(port >= 1 && port <= 65535 && n > 0 && n < RILL_PEER_HOST_MAX);
+                for (size_t i = 0; i < n; i++)
+                        CHECK(host_char_ok(host[i]));
+                char adv[1024], h2[RILL_PEER_HOST_MAX];
+                int p2 = 0;
+                if (!rill_peer_advertise(adv, sizeof(adv), "app-p-0", host, port)) {
+                        CHECK(!rill_peer_endpoint(adv, NULL, h2, sizeof(h2), &p2));
+                        CHECK(p2 == port && !strcmp(h2, host));
+                }
+        }
+        free(cid);
+        rill_jbuf_t u;
+        rill_jbuf_init(&u, 3 * size + 16);
+        CHECK(rill_peer_urlencode(&u, (const char *)data, size) == 0 && u.len >= size);
+        size_t k = 0;
+        for (size_t i = 0; i < u.len; k++) {
+                unsigned char c;
+                if (u.p[i] == '%') {
+                        CHECK(i + 3 <= u.len);
+                        int hi = hexval(u.p[i + 1]), lo = hexval(u.p[i + 2]);
+                        CHECK(hi >= 0 && lo >= 0);
+                        c = (unsigned char)(hi * 16 + lo);
+                        i += 3;
+                } else {
+                        c = (unsigned char)u.p[i++];
+                        CHECK(c == '~' || (host_char_ok((char)c) && c != ':')); /* unreserved */
+                }
+                CHECK(k < size && c == data[k]);
+        }
+        CHECK(k == size);
+        rill_jbuf_free(&u);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+        fuzz_peer(data, size);
         if (size < 2)
                 return 0;
         fake_t f = {data, size, (size_t)(data[0] >> 1) * 9, data[0] & 1, 0};

@@ -149,8 +149,14 @@ def test_salesctl_query_finds_the_owner_among_workers_and_watch_shows_results():
             subprocess.run([SALESCTL, "query", s, "--workers", f"127.0.0.1:{p1},127.0.0.1:{p2}"],
                            capture_output=True, text=True, timeout=30)), 30, f"query {s}")
         assert "total_amount_usd=21 sales_count=3" in out.stdout, out.stdout
-        owners.add(out.stdout.split("worker ")[1].split(",")[0])
+        owners.add(out.stdout.split("instance ")[1].split(")")[0])
     assert len(owners) == 2, f"both workers should own some sellers: {owners}"
+    # keyed input: the partition is the producer's choice, so the worker asked
+    # first asks the other members; one address is enough
+    for s in sellers:
+        r = subprocess.run([SALESCTL, "query", s, "--workers", f"127.0.0.1:{p2}"], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0 and "total_amount_usd=21 sales_count=3" in r.stdout, (r.stdout, r.stderr)
     r = subprocess.run([SALESCTL, "query", "absent", "--workers", f"127.0.0.1:{p1},127.0.0.1:{p2}"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and "no worker holds" in r.stderr

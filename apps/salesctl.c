@@ -57,7 +57,10 @@ static void usage(FILE *fp) {
                     "                 [--input-topic T]  (env RILL_WORKERS, RILL_PG_DSN)\n"
                     "  salesctl query SELLER --workers HOST:PORT[,HOST:PORT...]  (env RILL_WORKERS)\n"
                     "  salesctl dlq [--topic sales-usd-dlq] [--examples N]\n"
-                    "  salesctl dlq replay --reason R [--since T] [--to TOPIC] [--dry-run] [--skip-replayed] [--force]\n");
+                    "  salesctl dlq replay --reason R [--since T] [--to TOPIC] [--dry-run] [--skip-replayed] [--force]\n"
+                    "  salesctl serve [--port 8080] [--bind 127.0.0.1] [--workers HOST:PORT,...] [--pg-dsn DSN|none]\n"
+                    "                 [--pg-table T] [--interval-ms N]  (env RILL_WORKERS, RILL_PG_DSN; password\n"
+                    "                 from PGPASSWORD or PGPASSFILE)  the live web dashboard\n");
 }
 
 /* ---- HTTP to the workers ---------------------------------------------------------- */
@@ -1129,6 +1132,8 @@ static int cmd_dlq(int argc, char **argv) {
         return rc;
 }
 
+int cmd_serve(int argc, char **argv); /* apps/salesctl_serve.c */
+
 int main(int argc, char **argv) {
         if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
                 usage(argc < 2 ? stderr : stdout);
@@ -1140,6 +1145,8 @@ int main(int argc, char **argv) {
                 return cmd_query(argc - 2, argv + 2);
         if (!strcmp(argv[1], "dlq"))
                 return cmd_dlq(argc - 2, argv + 2);
-        fprintf(stderr, "salesctl: unknown command %s (watch, query or dlq)\n", argv[1]);
+        if (!strcmp(argv[1], "serve"))
+                return cmd_serve(argc - 2, argv + 2);
+        fprintf(stderr, "salesctl: unknown command %s (watch, query, dlq or serve)\n", argv[1]);
         return 2;
 }

@@ -31,6 +31,9 @@
  *       replayed again: the run refuses (exit 3) unless --skip-replayed
  *       (replay only the others) or --force (again). See docs/operations.md.
  *
+ *   salesctl serve [--port 8080] [--bind 127.0.0.1] [--workers ...] [--pg-dsn DSN]
+ *       The live web dashboard (apps/salesctl_serve.c, apps/dashboard/).
+ *
  * Exit codes: 0 ok, 1 not found or unreachable, 2 bad usage, 3 already replayed.
  */
 #include "event.h"
@@ -59,8 +62,8 @@ static void usage(FILE *fp) {
                     "  salesctl dlq [--topic sales-usd-dlq] [--examples N]\n"
                     "  salesctl dlq replay --reason R [--since T] [--to TOPIC] [--dry-run] [--skip-replayed] [--force]\n"
                     "  salesctl serve [--port 8080] [--bind 127.0.0.1] [--workers HOST:PORT,...] [--pg-dsn DSN|none]\n"
-                    "                 [--pg-table T] [--interval-ms N]  (env RILL_WORKERS, RILL_PG_DSN; password\n"
-                    "                 from PGPASSWORD or PGPASSFILE)  the live web dashboard\n");
+                    "                 [--pg-table T] [--interval-ms N]  (env RILL_WORKERS, RILL_PG_DSN; the Postgres\n"
+                    "                 password only from PGPASSWORD or PGPASSFILE)\n");
 }
 
 /* ---- HTTP to the workers ---------------------------------------------------------- */

@@ -12,6 +12,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -42,7 +43,7 @@ def get(port, path, method="GET", data=None, headers=None):
 
 
 def start_serve(port, agg_port, table):
-    log = open(os.path.join(h.BUILD, f"serve-{port}.log"), "wb")
+    log = tempfile.NamedTemporaryFile(prefix=f"salesctl-serve-{port}-", suffix=".log", delete=False)
     p = subprocess.Popen([os.path.join(h.BUILD, "salesctl"), "serve", "--port", str(port),
                           "--workers", f"127.0.0.1:{agg_port}", "--pg-table", table, "--interval-ms", "500"],
                          stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
@@ -115,10 +116,10 @@ def test_dashboard_shows_postgres_windows_open_windows_and_metrics_live_in_chrom
             code, body, _ = get(agg_port, f"/query?key={s}")
             assert code == 200 and json.loads(body)["windows"][0]["sum"] == SELLERS.index(s) + 1
         # the workers' metrics: dead letters counted, lag and throughput drawn
-        status = h.wait_until(lambda: (lambda t: t if "dead letters 3" in t else None)(
-            b.eval("document.getElementById('status').textContent")), 30, "the status line with 3 dead letters")
+        status, last = h.wait_until(lambda: (lambda t: t if "dead letters 3" in t[0] and t[1] == "3" else None)(
+            b.eval("[document.getElementById('status').textContent, document.getElementById('dead').dataset.last]")),
+            30, "the status line and the dead-letter chart to show 3 dead letters")
         assert "workers 1/1" in status, status
-        assert b.eval("document.getElementById('dead').dataset.last") == "3"
         assert b.eval("document.querySelectorAll('#throughput polyline').length") == 2
 
         # a new window, committed while the page is open, appears without a reload

@@ -34,6 +34,9 @@
  *       replayed again: the run refuses (exit 3) unless --skip-replayed
  *       (replay only the others) or --force (again). See docs/operations.md.
  *
+ *   salesctl serve [--port 8080] [--bind 127.0.0.1] [--workers ...] [--pg-dsn DSN]
+ *       The live web dashboard (apps/salesctl_serve.c, apps/dashboard/).
+ *
  * Exit codes: 0 ok, 1 not found or unreachable, 2 bad usage, 3 already replayed
  * (dlq replay) or refused for now (query).
  */
@@ -60,9 +63,13 @@ static void usage(FILE *fp) {
                     "  salesctl watch [--bootstrap-servers B] [--topic T] [--once] [--interval-ms N]\n"
                     "                 [--workers HOST:PORT,...] [--pg-dsn DSN|none] [--pg-table T]\n"
                     "                 [--input-topic T]  (env RILL_WORKERS, RILL_PG_DSN)\n"
-                    "  salesctl query SELLER --workers HOST:PORT[,HOST:PORT...]  (env RILL_WORKERS)\n"
+                    "  salesctl query SELLER [--workers HOST:PORT[,...]] [--bootstrap-servers B] [--application-id A]\n"
+                    "                 (env RILL_WORKERS, RILL_BOOTSTRAP_SERVERS, RILL_APPLICATION_ID)\n"
                     "  salesctl dlq [--topic sales-usd-dlq] [--examples N]\n"
-                    "  salesctl dlq replay --reason R [--since T] [--to TOPIC] [--dry-run] [--skip-replayed] [--force]\n");
+                    "  salesctl dlq replay --reason R [--since T] [--to TOPIC] [--dry-run] [--skip-replayed] [--force]\n"
+                    "  salesctl serve [--port 8080] [--bind 127.0.0.1] [--workers HOST:PORT,...] [--pg-dsn DSN|none]\n"
+                    "                 [--pg-table T] [--interval-ms N]  (env RILL_WORKERS, RILL_PG_DSN; the Postgres\n"
+                    "                 password only from PGPASSWORD or PGPASSFILE)\n");
 }
 
 /* ---- HTTP to the workers ---------------------------------------------------------- */
@@ -1208,6 +1215,8 @@ static int cmd_dlq(int argc, char **argv) {
         return rc;
 }
 
+int cmd_serve(int argc, char **argv); /* apps/salesctl_serve.c */
+
 int main(int argc, char **argv) {
         if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
                 usage(argc < 2 ? stderr : stdout);
@@ -1219,6 +1228,8 @@ int main(int argc, char **argv) {
                 return cmd_query(argc - 2, argv + 2);
         if (!strcmp(argv[1], "dlq"))
                 return cmd_dlq(argc - 2, argv + 2);
-        fprintf(stderr, "salesctl: unknown command %s (watch, query or dlq)\n", argv[1]);
+        if (!strcmp(argv[1], "serve"))
+                return cmd_serve(argc - 2, argv + 2);
+        fprintf(stderr, "salesctl: unknown command %s (watch, query, dlq or serve)\n", argv[1]);
         return 2;
 }

@@ -63,3 +63,21 @@ def test_configuration_table_is_what_help_prints():
         key = flag[2:].replace("-", ".")
         d = default if default == "(none)" else f"`{default}`"
         assert f"| `{key}` | `{flag}` | `{env}` | {d} |" in table, f"row of {key} differs from --help"
+
+
+def test_salesctl_help_in_the_docs_is_what_it_prints():
+    """docs/configuration.md quotes `salesctl --help` verbatim, and explains
+    every command and flag it lists."""
+    out = subprocess.run([os.path.join(BUILD, "salesctl"), "--help"], capture_output=True,
+                         text=True, timeout=30).stdout
+    doc = read("docs/configuration.md")
+    section = doc[doc.index("## salesctl"):doc.index("## Self-check")]
+    quoted = re.search(r"`salesctl --help`:\n\n```\n(.*?)```", section, re.S)
+    assert quoted, "docs/configuration.md: no `salesctl --help` block in the salesctl section"
+    assert quoted.group(1) == out, "the salesctl --help block differs from what salesctl --help prints"
+    prose = section[quoted.end():]
+    commands = set(re.findall(r"^  salesctl (\w+)", out, re.M))
+    assert commands >= {"watch", "query", "dlq", "serve"}, commands
+    assert not sorted(c for c in commands if f"`{c}" not in prose), "commands not explained"
+    assert not sorted(f for f in set(re.findall(r"--[a-z][a-z0-9-]+", out)) if f not in prose), \
+        "salesctl flags not explained below the --help block"

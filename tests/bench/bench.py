@@ -1042,7 +1042,8 @@ NOTES_MD = """## How it is measured
   seen − grace*, the minimum of those over the partitions of a source subtask and over the
   subtasks at the window operator; a window closes when that watermark passes its end, i.e.
   when every partition's largest event time reached end + grace, which is rill's closing rule
-  (stream time = minimum over input partitions of their progress). Lateness differs: Flink drops a
+  (stream time = minimum over input partitions of their progress; Kafka Streams instead closes by
+  its task's largest event time). Lateness differs: Flink drops a
   record only if it is behind that *global* watermark (silently: a metric, no dead-letter topic),
   rill dead-letters a record behind its *own partition's* progress. Idleness differs: Flink
   holds every window back while any partition receives nothing (no `withIdleness` /

@@ -1,12 +1,16 @@
-"""rill vs Kafka Streams, side by side, on the same broker, input and machine.
+"""rill vs Kafka Streams and Flink, side by side, on the same broker, input and machine.
 
 Systems (--systems): rill; kstreams, the Kafka Streams peer with
 exactly_once_v2; kstreams-txn, the same peer with transactional state stores
 (KIP-892, enable.transactional.statestores=true), in the default list when
-the peer's Kafka Streams version has them (4.4 and later).
+the peer's Kafka Streams version has them (4.4 and later); flink, the
+original design's Flink SQL job (Java Table API, a local mini-cluster in one
+JVM, exactly-once Kafka sink, JDBC upsert into Postgres), in the default list
+when its jar is built (tests/bench/run sets RILL_BENCH_FLINK_SKIPPED when its
+build failed, and the run goes on without it).
 
 Run through tests/bench/run, which sources $RILL_RUN_DIR/env (deploy/local/up)
-and builds the peer jar. For each input profile the input topic is preloaded
+and builds the peer jars. For each input profile the input topic is preloaded
 once with sales-producer (synthetic event time, so windows close), then each
 system reads the SAME topic under a fresh application id:
 
@@ -18,16 +22,17 @@ system reads the SAME topic under a fresh application id:
   memory       peak RSS (VmHWM, /proc/<pid>/status) of the worker process;
   restore      stop the worker, delete its state directory, start it again:
                changelog records restored / wall time of the restore, from
-               the workers' own restore log lines;
-  correctness  both output topics (read_committed) against the ground truth
-               computed here from the input, against each other, and rill's
-               Postgres table against its output topic;
+               the workers' own restore log lines (not for Flink: its state
+               lives in its checkpoints, which that deletes);
+  correctness  every output topic (read_committed) against the ground truth
+               computed here from the input, against rill's, and the Postgres
+               tables of rill and Flink against their output topics;
   ceiling      kcat reading the whole input topic (time to consume everything).
 
 Then, once, latency: a live producer at a fixed rate with sale_ts = now; for
 each result the time from the window's close (end + grace, wall clock) until
-it is visible in the output topic (both systems) and in Postgres (rill only:
-the peer does not write Postgres).
+it is visible in the output topic (every system) and in Postgres (rill and
+Flink: the Kafka Streams peer does not write Postgres).
 
 Every wait is bounded. Writes docs/benchmarks.json and docs/benchmarks.md
 unless --no-docs.
@@ -63,6 +68,30 @@ PEER_JAR = os.path.join(PEER_DIR, "target", "sales-aggregator-kstreams.jar")
 # rocksdbjni that each Kafka Streams release depends on (mvn dependency:tree)
 ROCKSDBJNI = {"4.4.0": "10.1.3", "3.9.1": "7.9.2"}
 KS_SYSTEMS = ("kstreams", "kstreams-txn")
+FLINK_DIR = os.path.join(ROOT, "tests", "bench", "peers", "flink")
+FLINK_JAR = os.path.join(FLINK_DIR, "target", "sales-aggregator-flink.jar")
+ALL_SYSTEMS = ("rill",) + KS_SYSTEMS + ("flink",)
+
+
+def flink_versions():
+    """{flink, kafka connector, jdbc connector, postgresql driver} of the Flink peer's pom.xml."""
+    with open(os.path.join(FLINK_DIR, "pom.xml")) as f:
+        text = f.read()
+    out = {}
+    for key, prop in (("flink", "flink.version"), ("kafka_connector", "flink.kafka.version"),
+                      ("jdbc_connector", "flink.jdbc.version"), ("postgresql_jdbc", "postgresql.version")):
+        m = re.search(rf"<{re.escape(prop)}>([^<]+)</{re.escape(prop)}>", text)
+        out[key] = m.group(1) if m else "?"
+    return out
+
+
+def flink_available():
+    """(True, "") when the Flink peer can run, else (False, why)."""
+    if os.environ.get("RILL_BENCH_FLINK_SKIPPED"):
+        return False, os.environ["RILL_BENCH_FLINK_SKIPPED"]
+    if not os.path.exists(FLINK_JAR):
+        return False, f"{FLINK_JAR} is missing (hint: mvn -q -f tests/bench/peers/flink/pom.xml package)"
+    return True, ""
 
 
 def peer_kafka_version():
@@ -93,6 +122,22 @@ def env(name):
 
 BOOTSTRAP = env("RILL_BOOTSTRAP_SERVERS")
 PG_DSN = env("RILL_PG_DSN")
+PG_JDBC = {}  # the Flink peer's connection: url, user, password (pg_jdbc(), when Flink runs)
+
+
+def pg_jdbc():
+    """PG_DSN as JDBC sees it: the URL and the user and password libpq used
+    (the password may come from PGPASSFILE, which pgjdbc does not read)."""
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=5) as c:
+            i = c.info
+            host, port, db, user, pw = i.host, i.port, i.dbname, i.user, i.password or ""
+    except psycopg.Error as e:
+        sys.exit(f"bench: cannot connect to Postgres ({PG_DSN}) for the Flink peer: {e}")
+    if host.startswith("/"):
+        sys.exit(f"bench: the Flink peer needs Postgres over TCP, RILL_PG_DSN names a socket ({host}) "
+                 "(hint: host=127.0.0.1 port=...)")
+    PG_JDBC.update(url=f"jdbc:postgresql://{host}:{port}/{db}", user=user, password=pw)
 TAG = uuid.uuid4().hex[:6]
 WORK = tempfile.mkdtemp(prefix="rill-bench-")
 
@@ -282,12 +327,12 @@ def read_all(topic, isolation="read_committed", timeout=600):
 # ---- the systems ------------------------------------------------------------------------------
 
 class Worker:
-    """One worker process (rill's sales-aggregator or the Kafka Streams peer)."""
+    """One worker process (rill's sales-aggregator, the Kafka Streams peer or the Flink peer)."""
 
     def __init__(self, system, app, input_topic, output_topic, window_ms, grace_ms, threads, table=None):
         self.system, self.app = system, app
-        # kind: the program (rill or the Kafka Streams peer); system: the variant
-        self.kind = "rill" if system == "rill" else "kstreams"
+        # kind: the program (rill, the Kafka Streams peer, the Flink peer); system: the variant
+        self.kind = system if system in ("rill", "flink") else "kstreams"
         self.txn_stores = system == "kstreams-txn"
         self.input, self.output = input_topic, output_topic
         self.window_ms, self.grace_ms, self.threads = window_ms, grace_ms, threads
@@ -297,6 +342,9 @@ class Worker:
 
     @property
     def repartition_topic(self):
+        """The topic between the two stages, None for Flink (its shuffle is in memory)."""
+        if self.kind == "flink":
+            return None
         return f"{self.app}-repartition" if self.system == "rill" else f"{self.app}-by-seller-repartition"
 
     def args(self):
@@ -307,6 +355,11 @@ class Worker:
                     "--output-topic", self.output, "--dlq-topic", f"{self.app}-dlq",
                     "--window-size-ms", str(self.window_ms), "--grace-ms", str(self.grace_ms),
                     "--commit-interval-ms", "100", "--num-stream-threads", str(self.threads)]
+        if self.kind == "flink":
+            # parallelism = stream threads; checkpoint interval = the others' commit interval
+            return ["java", "-jar", FLINK_JAR, BOOTSTRAP, self.app, self.input, self.output,
+                    str(self.window_ms), str(self.grace_ms), str(self.threads), self.state_dir,
+                    PG_JDBC["url"], self.table, "100"]
         return ["java", "-jar", PEER_JAR, BOOTSTRAP, self.app, self.input, self.output,
                 str(self.window_ms), str(self.grace_ms), str(self.threads), self.state_dir,
                 "true" if self.txn_stores else "false"]
@@ -315,7 +368,8 @@ class Worker:
         self.log_path = os.path.join(WORK, f"{self.app}-{label}.log")
         self.t_start = time.monotonic()
         self.t_start_wall = time.time()
-        self.proc = spawn(self.args(), self.log_path)
+        extra = {"PGUSER": PG_JDBC["user"], "PGPASSWORD": PG_JDBC["password"]} if self.kind == "flink" else None
+        self.proc = spawn(self.args(), self.log_path, extra)
         return self
 
     def log(self):
@@ -471,11 +525,18 @@ def count_records(topic):
 
 # ---- measurements -------------------------------------------------------------------------------
 
+def all_consumed(probe, w, topic):
+    """The group's committed offsets cover the input and (rill, Kafka Streams) the repartition topic."""
+    if not probe.consumed(topic, False):
+        return False
+    return w.repartition_topic is None or probe.consumed(w.repartition_topic, True)
+
+
 def wait_consumed(w, topic, timeout):
     probe = Probe(w.app)
     try:
         deadline = time.monotonic() + timeout
-        while not (probe.consumed(topic, False) and probe.consumed(w.repartition_topic, True)):
+        while not all_consumed(probe, w, topic):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{w.system} did not consume {topic} within {timeout}s")
             w.alive()
@@ -502,7 +563,7 @@ def run_throughput(system, prof, threads, timeout):
             w.alive()
             if t_first is None and any(o > 0 for o in probe.committed(prof["topic"]).values()):
                 t_first = time.monotonic()
-            if probe.consumed(prof["topic"], False) and probe.consumed(w.repartition_topic, True):
+            if all_consumed(probe, w, prof["topic"]):
                 break
             time.sleep(0.1)
         t_end = time.monotonic()
@@ -604,7 +665,8 @@ def run_latency(system, seconds, rate, sellers, window_ms, grace_ms, partitions,
     w.start("latency")
     wait_until(w.ready, 90, f"{system} to start", 0.2)
     if system != "rill":
-        time.sleep(1)
+        # the JVM peers say RUNNING before every task has started (Flink: the job, not its tasks)
+        time.sleep(3 if w.kind == "flink" else 1)
     seen_kafka, seen_pg = {}, {}
     stop_ev = threading.Event()
 
@@ -643,7 +705,7 @@ def run_latency(system, seconds, rate, sellers, window_ms, grace_ms, partitions,
         conn.close()
 
     threads_ = [threading.Thread(target=kafka_watch, daemon=True)]
-    if system == "rill":
+    if w.kind in ("rill", "flink"):
         threads_.append(threading.Thread(target=pg_watch, daemon=True))
     for t in threads_:
         t.start()
@@ -670,7 +732,7 @@ def run_latency(system, seconds, rate, sellers, window_ms, grace_ms, partitions,
                 "p99_ms": round(pct(lat, 99)) if lat else None,
                 "max_ms": round(max(lat)) if lat else None}
     res = {"kafka": summary(seen_kafka), "cpu_s": round(cpu, 2), "peak_rss_mb": round(rss, 1)}
-    if system == "rill":
+    if w.kind in ("rill", "flink"):
         res["postgres"] = summary(seen_pg)
     say(f"{system}: latency {res}")
     return res
@@ -710,6 +772,8 @@ def machine():
         "rocksdb_rill": cmd(["dpkg-query", "-W", "-f", "${Version}", "librocksdb-dev"]),
         "rocksdbjni_kafka_streams": f"{ROCKSDBJNI.get(ks, '?')} (kafka-streams {ks} dependency)",
         "kafka": f"{broker} (broker), {ks} (kafka-streams)", "java": java.splitlines()[0] if java else "",
+        "flink": "{flink} (flink-connector-kafka {kafka_connector}, flink-connector-jdbc {jdbc_connector}, "
+                 "postgresql JDBC {postgresql_jdbc}; the peer's pom.xml)".format(**flink_versions()),
         "postgres": pgv, "kcat": cmd(["kcat", "-V"]).splitlines()[0] if cmd(["kcat", "-V"]) else "",
     }
 
@@ -746,22 +810,24 @@ def figure(p, system, key, restore):
 
 
 def table_rows(p):
-    """(name, rill, KS, KS txn stores, kcat, rill/KS, rill/KS txn, rill/ceiling)."""
+    """(name, rill, KS, KS txn stores, Flink, kcat, rill/KS, rill/KS txn, rill/Flink, rill/ceiling)."""
     rows = []
     for name, key, restore in FIGURES:
-        a, b, t = (figure(p, s, key, restore) for s in ("rill", "kstreams", "kstreams-txn"))
+        a, b, t, f = (figure(p, s, key, restore) for s in ("rill", "kstreams", "kstreams-txn", "flink"))
         c = None if restore else p.get("kcat", {}).get(key)
-        rows.append((name, a, b, t, c, ratio(a, b), ratio(a, t), ratio(a, c)))
+        rows.append((name, a, b, t, f, c, ratio(a, b), ratio(a, t), ratio(a, f), ratio(a, c)))
     return rows
 
 
 def render_table(p):
-    txn = "kstreams-txn" in p
+    txn, fl = "kstreams-txn" in p, "flink" in p
     head = "| figure | rill | Kafka Streams |" + (" KS + txn stores |" if txn else "") + \
-        " kcat ceiling | rill / KS |" + (" rill / KS txn |" if txn else "") + " rill / ceiling |"
+        (" Flink |" if fl else "") + " kcat ceiling | rill / KS |" + (" rill / KS txn |" if txn else "") + \
+        (" rill / Flink |" if fl else "") + " rill / ceiling |"
     lines = [head, "| --- |" + " ---: |" * (head.count("|") - 2)]
-    for name, a, b, t, c, r1, r2, r3 in table_rows(p):
-        cells = [a, b] + ([t] if txn else []) + [c, r1] + ([r2] if txn else []) + [r3]
+    for name, a, b, t, f, c, r1, r2, r4, r3 in table_rows(p):
+        cells = [a, b] + ([t] if txn else []) + ([f] if fl else []) + [c, r1] + ([r2] if txn else []) + \
+            ([r4] if fl else []) + [r3]
         lines.append(f"| {name} | " + " | ".join(fmt(x) for x in cells) + " |")
     return "\n".join(lines)
 
@@ -789,6 +855,9 @@ def targets(res):
                   "reached": None if ok is None else bool(ok)})
     cpu_ratio = ratio(r.get("events_per_cpu_s"), k.get("events_per_cpu_s"))
     add("events per CPU-second vs Kafka Streams", cpu_ratio, ">= 3x", None if cpu_ratio is None else cpu_ratio >= 3)
+    fl_ratio = ratio(r.get("events_per_cpu_s"), main.get("flink", {}).get("events_per_cpu_s"))
+    add("events per CPU-second vs the Flink job (issue 13)", fl_ratio, ">= 10x",
+        None if fl_ratio is None else fl_ratio >= 10)
     ceil = ratio(r.get("events_per_s"), c.get("events_per_s"))
     add("throughput vs kcat consume ceiling", ceil, ">= 0.5", None if ceil is None else ceil >= 0.5)
     rss = ratio(r.get("peak_rss_mb"), k.get("peak_rss_mb"))
@@ -826,10 +895,10 @@ def write_docs(res, md_path, json_path):
         f.write("\n")
     m, s = res["machine"], res["settings"]
     out = []
-    out.append("# Benchmarks: rill vs Kafka Streams\n")
+    out.append("# Benchmarks: rill vs Kafka Streams and Flink\n")
     out.append("Generated by `tests/bench/run` "
                f"({'quick mode' if s['quick'] else 'full mode'}) on {res['date']}; raw figures in "
-               "[benchmarks.json](benchmarks.json). Both systems and the ceiling ran in one run, on the "
+               f"[benchmarks.json](benchmarks.json). Systems `{s['systems']}` and the ceiling ran in one run, on the "
                "same single-broker Kafka, the same preloaded input topic and the same machine, one after "
                "the other (never concurrently).\n")
     sizes = ", ".join("{:,} events ({})".format(p["total"], p["name"]) for p in res["profiles"])
@@ -837,7 +906,7 @@ def write_docs(res, md_path, json_path):
     out.append("## Machine and versions\n")
     out.append("| | |\n| --- | --- |")
     for k in ("nproc", "cpu", "memory_gb", "kernel", "kafka", "librdkafka", "rocksdb_rill",
-              "rocksdbjni_kafka_streams", "java", "postgres", "kcat"):
+              "rocksdbjni_kafka_streams", "java", "flink", "postgres", "kcat"):
         out.append(f"| {k} | {m.get(k)} |")
     out.append("")
     out.append("## Settings\n")
@@ -850,9 +919,9 @@ def write_docs(res, md_path, json_path):
                    f"{p['partitions']} partitions\n")
         out.append(f"Input: `{p['topic']}`, event time from {p['start_s']} (epoch s), "
                    f"{p['events_per_event_second']:,} events per second of event time, window {p['window_ms']} ms, "
-                   f"grace {p['grace_ms']} ms; preload took {p['preload_s']} s. After both systems had consumed it, "
+                   f"grace {p['grace_ms']} ms; preload took {p['preload_s']} s. After every system had consumed it, "
                    f"{p.get('closing_events')} closing events (event time past every window's close) were "
-                   "appended and consumed by both, then the outputs were verified.\n")
+                   "appended and consumed by each, then the outputs were verified.\n")
         out.append(render_table(p) + "\n")
         if render_txn_table(p):
             out.append("Kafka Streams with transactional state stores (`enable.transactional.statestores=true`, "
@@ -880,7 +949,9 @@ def write_docs(res, md_path, json_path):
                     out.append(f"| {sysn} → {where} | {fmt(x['results'])} | {fmt(x['p50_ms'])} | "
                                f"{fmt(x['p99_ms'])} | {fmt(x['max_ms'])} |")
         out.append("\nKafka Streams does not write Postgres, so it has no Postgres row; rill's figures "
-                   "include its Postgres transaction in every commit.\n")
+                   "include its Postgres transaction in every commit. Flink's Kafka results become visible "
+                   "when the checkpoint that holds them completes (every 100 ms), its Postgres rows when the "
+                   "JDBC sink flushes (every 100 ms and at each checkpoint).\n")
     if res.get("extract_micro"):
         x = res["extract_micro"]
         out.append("## Micro benchmark: parsing one event\n")
@@ -933,6 +1004,55 @@ NOTES_MD = """## How it is measured
   transaction commits, so after a crash the local state is still valid and is not wiped. The
   restore measured here deletes the state directory on purpose, so both variants restore
   everything; the difference it measures is the cost of the buffer on the processing path.
+
+## The Flink peer (`flink`): the original design's job
+
+- **What runs**: `tests/bench/peers/flink` (`SalesAggregatorFlink.java`, `pom.xml`), the Flink SQL
+  job of the original design written with Flink's Java Table API in streaming mode: a Kafka table
+  on the input (JSON, `ts = TO_TIMESTAMP_LTZ(sale_ts * 1000)`, `WATERMARK FOR ts AS ts - grace`),
+  `TUMBLE(ts, window)` grouped by seller with `SUM(amount_usd)` and `COUNT(*)`, and one statement
+  set writing the same aggregation to a Kafka table (the JSON the others write, keyed by seller) and
+  to a JDBC table in Postgres with rill's `aggregated_sales` columns (`PRIMARY KEY (seller_id,
+  window_start) NOT ENFORCED`: the Postgres dialect's `INSERT ... ON CONFLICT DO UPDATE`). The peer
+  creates that table with rill's DDL when it is missing.
+- **How it runs**: `java -jar tests/bench/peers/flink/target/sales-aggregator-flink.jar` starts a
+  local mini-cluster inside that one JVM (`StreamExecutionEnvironment.createLocalEnvironment`),
+  parallelism 2 (the others' 2 stream threads), default memory settings and the default
+  (heap, `hashmap`) state backend, so CPU and peak RSS are those of one process, as for the others.
+  `tests/bench/run` builds the jar with Maven (bounded, in the terminal's foreground) when it is
+  missing or older than its sources; when the build fails it prints one line naming the log and the
+  run goes on without Flink (bench.py is told by `RILL_BENCH_FLINK_SKIPPED`). CI does not run it.
+- **Versions** (all pinned in the pom): Flink 2.0.0, flink-connector-kafka 4.0.1-2.0 (kafka-clients
+  3.9.1), flink-connector-jdbc-core and -postgres 4.0.0-2.0, the PostgreSQL JDBC driver 42.7.7, log4j
+  2.24.3, Java 17. The JDBC connector has a single release for Flink 2.x, built for 2.0, which is
+  why the peer is not on Flink 2.1-2.3 (Kafka connector 5.0.0-2.1/-2.2 exist); 2.0.0 rather than a
+  later 2.0.x because `flink-table-planner-loader` 2.0.1 is not in the registry we build from.
+- **Exactly-once**: checkpoints every 100 ms (`execution.checkpointing.interval`, the others'
+  commit interval), mode `EXACTLY_ONCE`, to the filesystem under the state directory; the Kafka
+  sink has `sink.delivery-guarantee = exactly-once` and `sink.transactional-id-prefix = <app id>`,
+  so results are committed to Kafka when the checkpoint that holds them completes (read_committed
+  readers see them then). The source commits its offsets to the group `<app id>` when a
+  checkpoint completes: that is the "all committed" end of the throughput figure, as the
+  committed offsets are for the others (Flink has no repartition topic: its shuffle between the
+  source and the window stays in memory). The JDBC sink is at-least-once with idempotent upserts
+  (flushed every 100 ms, up to 5,000 rows, and at each checkpoint): after a failure rows may be
+  written again with the same values, as rill's may, but they are not in a transaction fenced
+  with the Kafka offsets as rill's are.
+- **Semantics against rill**: Flink's watermark is per Kafka partition (split) *max event time
+  seen − grace*, the minimum of those over the partitions of a source subtask and over the
+  subtasks at the window operator; a window closes when that watermark passes its end, i.e.
+  when every partition's largest event time reached end + grace, which is rill's closing rule
+  (stream time = minimum over input partitions of their progress; Kafka Streams instead closes by
+  its task's largest event time). Lateness differs: Flink drops a
+  record only if it is behind that *global* watermark (silently: a metric, no dead-letter topic),
+  rill dead-letters a record behind its *own partition's* progress. Idleness differs: Flink
+  holds every window back while any partition receives nothing (no `withIdleness` /
+  `table.exec.source.idle-timeout` is set, as none is by default; setting it trades the hold-back
+  for late records, like rill's `idle.timeout.ms`, whose default is 30 s). The watermark is also
+  emitted every 200 ms (`pipeline.auto-watermark-interval`), which adds to close → visible latency.
+- **Not measured for Flink**: restore. The benchmark's restore deletes the state directory, and
+  Flink's state is in its checkpoints there; a Flink restart without a checkpoint or savepoint
+  starts from the committed offsets with empty windows, which is not a restore.
 """
 
 
@@ -950,8 +1070,9 @@ def main():
     ap.add_argument("--grace-ms", type=int, default=60000, help="see preload() for why 60 s")
     ap.add_argument("--event-rate", type=int, default=30000,
                     help="preloaded events per second of event time (see preload())")
-    ap.add_argument("--systems", help="comma list of rill, kstreams, kstreams-txn (default: all three "
-                    "when the peer's Kafka Streams has transactional state stores, else rill,kstreams)")
+    ap.add_argument("--systems", help="comma list of rill, kstreams, kstreams-txn, flink (default: all "
+                    "four; kstreams-txn only when the peer's Kafka Streams has transactional state stores, "
+                    "flink only when its jar is built)")
     ap.add_argument("--no-restore", action="store_true")
     ap.add_argument("--latency-seconds", type=int, help="live producer duration (quick 40, full 120); 0 = skip")
     ap.add_argument("--latency-rate", type=int, default=2000)
@@ -969,11 +1090,20 @@ def main():
     lat_w = a.latency_window_ms or (5000 if a.quick else 10000)
     lat_g = a.latency_grace_ms or (1000 if a.quick else 2000)
     ks_version = peer_kafka_version()
-    systems = [s for s in (a.systems or ("rill,kstreams,kstreams-txn" if has_txn_stores(ks_version)
-                                         else "rill,kstreams")).split(",") if s]
+    flink_ok, flink_why = flink_available()
+    default_systems = "rill,kstreams" + (",kstreams-txn" if has_txn_stores(ks_version) else "")
+    if flink_ok:
+        default_systems += ",flink"
+    elif not a.systems:
+        say(f"bench: the Flink peer is skipped: {flink_why}")
+    systems = [s for s in (a.systems or default_systems).split(",") if s]
     for s in systems:
-        if s not in ("rill",) + KS_SYSTEMS:
-            sys.exit(f"bench: unknown system '{s}' (want rill, kstreams, kstreams-txn)")
+        if s not in ALL_SYSTEMS:
+            sys.exit(f"bench: unknown system '{s}' (want {', '.join(ALL_SYSTEMS)})")
+    if "flink" in systems:
+        if not flink_ok:
+            sys.exit(f"bench: the Flink peer cannot run: {flink_why}")
+        pg_jdbc()
     if "kstreams-txn" in systems and not has_txn_stores(ks_version):
         sys.exit(f"bench: kstreams-txn needs Kafka Streams 4.4 or later; the peer is built with {ks_version}")
     for prog in ("sales-aggregator", "sales-producer"):
@@ -988,11 +1118,15 @@ def main():
            "settings": {"quick": a.quick, "events_per_profile": events, "partitions": a.partitions,
                         "stream_threads": a.threads, "window_ms": a.window_ms, "grace_ms": a.grace_ms,
                         "commit_interval_ms": 100, "events_per_event_second": a.event_rate,
-                        "exactly_once": "rill: Kafka txn + fenced Postgres; Kafka Streams: exactly_once_v2",
+                        "exactly_once": "rill: Kafka txn + fenced Postgres; Kafka Streams: exactly_once_v2"
+                        + ("; Flink: EXACTLY_ONCE checkpoints every 100 ms, transactional Kafka sink, "
+                           "idempotent JDBC upsert" if "flink" in systems else ""),
                         "systems": ",".join(systems),
                         "kafka_streams_transactional_state_stores": "kstreams-txn only" if "kstreams-txn" in systems
                         else "off",
                         "rill_postgres_sink": "on (pg.dsn set)", "kafka_streams_postgres_sink": "none",
+                        "flink_postgres_sink": "JDBC upsert (flink-connector-jdbc-postgres), flushed every 100 ms "
+                        "and at each checkpoint" if "flink" in systems else "not run",
                         "broker": "1 broker, KRaft, replication factor 1, same host"},
            "profiles": []}
     say(f"work dir {WORK}; bootstrap {BOOTSTRAP}; {events} events per profile")
@@ -1035,6 +1169,10 @@ def main():
             pgr = pg_rows(workers["rill"].table)
             v["rill_postgres_vs_rill_kafka"] = compare(pgr, outs["rill"])
             v["rill_late_or_bad_dead_letters"] = count_records(f"{prof['rill']['app']}-dlq")
+        if "flink" in outs:
+            v["flink_postgres_vs_flink_kafka"] = compare(pg_rows(workers["flink"].table), outs["flink"])
+            if "rill" in outs:
+                v["rill_vs_flink"] = compare(outs["rill"], outs["flink"])
         for s in [s for s in KS_SYSTEMS if s in outs]:
             ktext = log_text(workers[s].log_path)
             m = re.findall(r"event=bad_records count=(\d+)", ktext)
@@ -1046,7 +1184,7 @@ def main():
         prof["verify"] = v
         say(f"verify: {json.dumps(v)}")
         for s, w in workers.items():
-            if a.no_restore:
+            if a.no_restore or w.kind == "flink":  # Flink's state is in the checkpoints a wipe deletes
                 w.stop()
             else:
                 prof[f"{s}_restore"] = run_restore(w, a.timeout)

@@ -78,11 +78,26 @@ static int fatal_error(rill_app_t *app, char *buf, size_t size) {
         return failed;
 }
 
+/* Liveness: a thread failed for good, or is stuck: no commit cycle has
+ * succeeded (nor found nothing to commit) for RILL_STUCK_MS, and it is not
+ * recovering its producer. Commits that fail and are retried (a broker or
+ * Postgres away) count as stuck only past that bound. */
 static int health(rill_app_t *app, tbuf_t *b) {
         char err[512];
         if (fatal_error(app, err, sizeof(err))) {
                 tb_printf(b, "failed: %s\n", err);
                 return MHD_HTTP_SERVICE_UNAVAILABLE;
+        }
+        int64_t now = rill_now_mono_ms();
+        for (int i = 0; i < app->nthreads; i++) {
+                rill_metrics_t *m = &app->metrics[i];
+                long long last = atomic_load(&m->healthy_mono_ms);
+                if (last && !atomic_load(&m->recovering) && now - last > RILL_STUCK_MS) {
+                        tb_printf(b, "stuck: thread %d has not committed for %lld ms (bound %d "
+                                     "ms); see its commit_failed log lines\n",
+                                  i, (long long)(now - last), RILL_STUCK_MS);
+                        return MHD_HTTP_SERVICE_UNAVAILABLE;
+                }
         }
         tb_printf(b, "ok\n");
         return MHD_HTTP_OK;
@@ -97,6 +112,11 @@ static int ready(rill_app_t *app, tbuf_t *b) {
         int restoring = 0, joined = 1;
         for (int i = 0; i < app->nthreads; i++) {
                 rill_metrics_t *m = &app->metrics[i];
+                if (atomic_load(&m->recovering)) {
+                        tb_printf(b, "not ready: thread %d is recovering from a fatal "
+                                     "transactional error\n", i);
+                        return MHD_HTTP_SERVICE_UNAVAILABLE;
+                }
                 joined &= atomic_load(&m->joined);
                 for (int s = 0; s < 2 * m->partitions; s++)
                         restoring += atomic_load(&m->restoring[s]);
@@ -172,6 +192,8 @@ static int metrics(rill_app_t *app, tbuf_t *b) {
         counter(b, app, "rill_window_results_total", "Closed-window results committed", OFF(results));
         counter(b, app, "rill_commits_total", "Commit cycles committed", OFF(commits));
         counter(b, app, "rill_transaction_aborts_total", "Kafka transactions aborted", OFF(aborts));
+        counter(b, app, "rill_thread_recoveries_total",
+                "producer recreated in-process after a fatal transactional error", OFF(recoveries));
         counter(b, app, "rill_postgres_fenced_total",
                 "Postgres commits refused by the epoch check (partition owned elsewhere)",
                 OFF(pg_fenced));

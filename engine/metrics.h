@@ -10,6 +10,10 @@
 #define RILL_METRICS_H
 
 #include <stdatomic.h>
+
+/* /healthz: a thread with no successful commit cycle for this long, and not
+ * recovering, is stuck (docs/operations.md) */
+#define RILL_STUCK_MS 180000
 #include <stdint.h>
 
 #define RILL_HIST_N 14
@@ -22,6 +26,9 @@ typedef struct rill_hist {
 
 typedef struct rill_metrics {
         atomic_llong processed, dead_lettered, late, results, commits, aborts, pg_fenced;
+        atomic_llong recoveries;   /* producer recreated after a fatal transactional error */
+        atomic_int recovering;     /* 1 while the thread recreates its producer */
+        atomic_llong healthy_mono_ms; /* the last loop pass that committed, or had nothing to */
         rill_hist_t commit_ms, pg_ms;
         int partitions;
         atomic_llong *lag, *store_bytes, *restore_done, *restore_total; /* [2 * partitions] */

@@ -74,7 +74,11 @@ struct rill_worker {
         char dr_err[256];
         int64_t last_commit_ms;
         int failures; /* consecutive failed commit cycles */
-        int fatal;
+        int fatal;     /* the thread cannot go on (its state, its configuration) */
+        int txn_fatal; /* the producer cannot go on: recreated (recover_producer) */
+        int64_t last_recovery_ms;
+        int recovery_streak;
+        char txn_id[400], client_id[400];
         rill_metrics_t *m;
         pthread_mutex_t tasks_lock; /* guards src/agg slot changes vs. queries */
         int64_t last_gauges_ms;
@@ -158,7 +162,7 @@ static int txn_error(rill_worker_t *w, rd_kafka_error_t *e, const char *what, ch
                      size_t errstr_size) {
         snprintf(errstr, errstr_size, "%s: %s", what, rd_kafka_error_string(e));
         if (rd_kafka_error_is_fatal(e))
-                w->fatal = 1;
+                w->txn_fatal = 1;
         rd_kafka_error_destroy(e);
         return -1;
 }
@@ -311,7 +315,7 @@ static int abort_all(rill_worker_t *w, const char *why) {
                                  * still pending makes commit_txn fail the thread
                                  * itself); otherwise the next begin tells */
                                 if (rd_kafka_fatal_error(w->producer, NULL, 0)) {
-                                        w->fatal = 1;
+                                        w->txn_fatal = 1;
                                         rc = -1;
                                 }
                                 break;
@@ -335,6 +339,7 @@ static int abort_all(rill_worker_t *w, const char *why) {
                         rill_log(RILL_LOG_ERROR, "rewind_failed", "thread=%s error=\"%s\"",
                                  w->name, rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
+                        w->fatal = 1; /* positions unknown: going on could skip input */
                         rc = -1;
                 }
         }
@@ -480,7 +485,7 @@ static int commit_txn(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 rill_log(RILL_LOG_WARN, "txn_commit_retry", "thread=%s call=%d error=\"%s\"",
                          w->name, call, rd_kafka_error_string(e));
                 if (rill_now_mono_ms() > w->txn_deadline_ms + 2 * w->txn_timeout_ms + 30000) {
-                        w->fatal = 1; /* a commit still pending: no abort can follow it */
+                        w->txn_fatal = 1; /* a commit still pending: no abort can follow it */
                         return txn_error(w, e, "commit did not complete after retries", errstr,
                                          errstr_size);
                 }
@@ -596,14 +601,103 @@ static void sleep_ms(rill_worker_t *w, int64_t ms) {
         }
 }
 
+/* ---- recovery ------------------------------------------------------------------------- */
+
+static int make_producer(rill_worker_t *w, char *errstr, size_t errstr_size);
+static int init_transactions(rill_worker_t *w);
+
+/* A fatal transactional error (the producer fenced, its epoch bumped by the
+ * coordinator after a transaction timeout, a commit that never completed):
+ * the producer is unusable, the thread is not. As Kafka Streams does for a
+ * migrated task: the tasks' uncommitted state is dropped and their input
+ * rewound (abort_all, before this), the producer is destroyed and made
+ * again with the same transactional id -- init_transactions fences the old
+ * one and aborts whatever it left open -- and the thread goes on. The
+ * consumer keeps its membership; if it lost it meanwhile, librdkafka rejoins
+ * and the rebalance callback closes the lost tasks. Postgres epochs are kept:
+ * a write of a task that is no longer ours is refused there (epoch_lost).
+ * Recoveries within a minute of each other back off, 1 s doubling to 30 s.
+ * @returns 0 recovered, -1 the thread cannot go on (stopping, or no new
+ * producer can be made: rill_app_fail was called). */
+static int recover_producer(rill_worker_t *w, const char *why) {
+        int64_t t0 = rill_now_mono_ms();
+        atomic_store(&w->m->recovering, 1);
+        w->recovery_streak = w->last_recovery_ms && t0 - w->last_recovery_ms < 60000
+                                 ? w->recovery_streak + 1
+                                 : 0;
+        w->last_recovery_ms = t0;
+        int64_t backoff =
+            w->recovery_streak ? 1000LL << (w->recovery_streak < 5 ? w->recovery_streak - 1 : 5) : 0;
+        if (backoff > 30000)
+                backoff = 30000;
+        rill_log(RILL_LOG_WARN, "thread_recovering",
+                 "thread=%s reason=\"%s\" action=recreate_producer backoff_ms=%lld", w->name, why,
+                 (long long)backoff);
+        sleep_ms(w, backoff);
+        for (int i = 0; i < RILL_OUT_N; i++) {
+                if (w->out[i])
+                        rd_kafka_topic_destroy(w->out[i]);
+                w->out[i] = NULL;
+        }
+        rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+                                        RD_KAFKA_PURGE_F_NON_BLOCKING);
+        rd_kafka_destroy(w->producer);
+        w->producer = NULL;
+        w->txn_open = 0;
+        w->txn_fatal = 0;
+        w->dr_failed = 0;
+        char errstr[512];
+        if (make_producer(w, errstr, sizeof(errstr))) {
+                rill_app_fail(w->app, "thread %s: cannot make a new producer: %s", w->name, errstr);
+                w->fatal = 1;
+                return -1;
+        }
+        if (init_transactions(w)) {
+                if (!atomic_load(&w->app->stop))
+                        rill_app_fail(w->app, "thread %s: cannot initialise transactions of the "
+                                              "new producer", w->name);
+                w->fatal = 1;
+                return -1;
+        }
+        atomic_fetch_add(&w->m->recoveries, 1);
+        atomic_store(&w->m->recovering, 0);
+        rill_log(RILL_LOG_WARN, "thread_recovered", "thread=%s elapsed_ms=%lld recoveries=%lld",
+                 w->name, (long long)(rill_now_mono_ms() - t0),
+                 (long long)atomic_load(&w->m->recoveries));
+        return 0;
+}
+
+/* After a failed cycle or record: rewind every task to its last commit,
+ * then recover the producer if it is the one that failed, or stop the
+ * thread (rill_app_fail) for what cannot be recovered (the state store, the
+ * consumer's positions). @returns 0 rewound (the caller backs off and
+ * retries), 1 recovered (a new producer, go on), -1 the thread stops. */
+static int fail_or_recover(rill_worker_t *w, const char *errstr) {
+        if (!w->fatal) {
+                if (w->txn_fatal)
+                        w->txn_open = 0; /* nothing can be aborted with that producer */
+                abort_all(w, errstr);
+        }
+        if (w->fatal) {
+                rill_app_fail(w->app, "thread %s: unrecoverable error: %s", w->name, errstr);
+                return -1;
+        }
+        if (w->txn_fatal)
+                return recover_producer(w, errstr) ? -1 : 1;
+        return 0;
+}
+
 /* Run a commit cycle; on failure abort, rewind and back off.
  * @returns 0 committed (or nothing to do), -1 failed (state rewound). */
 static int commit_all(rill_worker_t *w, const char *why) {
         char errstr[512] = "";
         w->last_commit_ms = rill_now_mono_ms();
-        if (!commit_needed(w))
+        if (!commit_needed(w)) {
+                atomic_store(&w->m->healthy_mono_ms, w->last_commit_ms);
                 return 0;
+        }
         if (!commit_cycle(w, errstr, sizeof(errstr))) {
+                atomic_store(&w->m->healthy_mono_ms, rill_now_mono_ms());
                 if (w->failures)
                         rill_log(RILL_LOG_INFO, "commit_recovered", "thread=%s after_failures=%d",
                                  w->name, w->failures);
@@ -612,12 +706,8 @@ static int commit_all(rill_worker_t *w, const char *why) {
         }
         rill_log(RILL_LOG_ERROR, "commit_failed", "thread=%s during=%s error=\"%s\"", w->name,
                  why, errstr);
-        if (w->fatal || abort_all(w, errstr) || w->fatal) {
-                rill_app_fail(w->app, "thread %s: unrecoverable transaction error: %s", w->name,
-                              errstr);
-                w->fatal = 1;
+        if (fail_or_recover(w, errstr))
                 return -1;
-        }
         w->failures++;
         int64_t backoff = 100LL << (w->failures < 6 ? w->failures : 6);
         sleep_ms(w, backoff < BACKOFF_MAX_MS ? backoff : BACKOFF_MAX_MS);
@@ -887,6 +977,52 @@ static int set_all(rd_kafka_conf_t *c, const char *const *kv, char *errstr, size
         return 0;
 }
 
+/* The thread's transactional producer and its topic handles: stable
+ * transactional id per process and thread, so a restarted worker fences its
+ * previous incarnation at once. Made at start and again by
+ * recover_producer. @returns 0 or -1 (errstr). */
+static int make_producer(rill_worker_t *w, char *errstr, size_t errstr_size) {
+        rill_app_t *app = w->app;
+        char ttl[32], err[512];
+        snprintf(ttl, sizeof(ttl), "%lld", (long long)w->txn_timeout_ms);
+        rd_kafka_conf_t *pc = base_conf(app);
+        const char *pkv[] = {"transactional.id", w->txn_id,
+                             "client.id", w->client_id,
+                             "enable.idempotence", "true",
+                             "transaction.timeout.ms", ttl,
+                             "linger.ms", "5",
+                             NULL};
+        if (set_all(pc, pkv, errstr, errstr_size)) {
+                rd_kafka_conf_destroy(pc);
+                return -1;
+        }
+        /* Right after a commit the coordinator is still writing markers and
+         * answers the next transaction's AddPartitionsToTxn with
+         * CONCURRENT_TRANSACTIONS; librdkafka retries after retry.backoff.ms
+         * (100 ms by default). 10 ms cut the mean commit cycle from 42 to
+         * 17 ms here. Overridable with -X retry.backoff.ms=. */
+        default_kafka(app, pc, "retry.backoff.ms", "10");
+        rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
+        rd_kafka_conf_set_opaque(pc, w);
+        w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
+        if (!w->producer) {
+                snprintf(errstr, errstr_size, "cannot create producer: %s", err);
+                rd_kafka_conf_destroy(pc);
+                return -1;
+        }
+        const char *out_names[RILL_OUT_N] = {app->repartition_topic, app->changelog_topic,
+                                             app->output_topic, app->dlq_topic};
+        for (int i = 0; i < RILL_OUT_N; i++) {
+                w->out[i] = rd_kafka_topic_new(w->producer, out_names[i], NULL);
+                if (!w->out[i]) {
+                        snprintf(errstr, errstr_size, "cannot create topic handle %s: %s",
+                                 out_names[i], rd_kafka_err2str(rd_kafka_last_error()));
+                        return -1;
+                }
+        }
+        return 0;
+}
+
 rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t errstr_size) {
         rill_worker_t *w = calloc(1, sizeof(*w));
         w->app = app;
@@ -897,11 +1033,11 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         w->src_slots = atomic_load(&app->sources);
         w->src = calloc((size_t)w->src_slots, sizeof(*w->src));
         w->agg = calloc((size_t)app->partitions, sizeof(*w->agg));
-        char txn_id[400], client_id[400], instance[400], ttl[32], err[512];
-        snprintf(txn_id, sizeof(txn_id), "%s-%s", app->app_id, w->name);
-        rill_owners_client_id(app, w->name, client_id, sizeof(client_id)); /* + HTTP endpoint */
+        char instance[400], err[512];
+        char *client_id = w->client_id;
+        snprintf(w->txn_id, sizeof(w->txn_id), "%s-%s", app->app_id, w->name);
+        rill_owners_client_id(app, w->name, w->client_id, sizeof(w->client_id)); /* + HTTP endpoint */
         w->txn_timeout_ms = rill_conf_get_int(app->conf, "transaction.timeout.ms");
-        snprintf(ttl, sizeof(ttl), "%lld", (long long)w->txn_timeout_ms);
 
         /* consumer: one per thread, in the application's group */
         rd_kafka_conf_t *cc = base_conf(app);
@@ -957,43 +1093,8 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         rd_kafka_poll_set_consumer(w->consumer);
         w->input_rkt = rd_kafka_topic_new(w->consumer, app->input_topic, NULL);
 
-        /* transactional producer: stable id per process and thread, so a
-         * restarted worker fences its previous incarnation at once */
-        rd_kafka_conf_t *pc = base_conf(app);
-        const char *pkv[] = {"transactional.id", txn_id,
-                             "client.id", client_id,
-                             "enable.idempotence", "true",
-                             "transaction.timeout.ms", ttl,
-                             "linger.ms", "5",
-                             NULL};
-        if (set_all(pc, pkv, errstr, errstr_size)) {
-                rd_kafka_conf_destroy(pc);
+        if (make_producer(w, errstr, errstr_size))
                 goto fail;
-        }
-        /* Right after a commit the coordinator is still writing markers and
-         * answers the next transaction's AddPartitionsToTxn with
-         * CONCURRENT_TRANSACTIONS; librdkafka retries after retry.backoff.ms
-         * (100 ms by default). 10 ms cut the mean commit cycle from 42 to
-         * 17 ms here. Overridable with -X retry.backoff.ms=. */
-        default_kafka(app, pc, "retry.backoff.ms", "10");
-        rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
-        rd_kafka_conf_set_opaque(pc, w);
-        w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
-        if (!w->producer) {
-                snprintf(errstr, errstr_size, "cannot create producer: %s", err);
-                rd_kafka_conf_destroy(pc);
-                goto fail;
-        }
-        const char *out_names[RILL_OUT_N] = {app->repartition_topic, app->changelog_topic,
-                                             app->output_topic, app->dlq_topic};
-        for (int i = 0; i < RILL_OUT_N; i++) {
-                w->out[i] = rd_kafka_topic_new(w->producer, out_names[i], NULL);
-                if (!w->out[i]) {
-                        snprintf(errstr, errstr_size, "cannot create topic handle %s: %s",
-                                 out_names[i], rd_kafka_err2str(rd_kafka_last_error()));
-                        goto fail;
-                }
-        }
         rd_kafka_conf_t *rc = base_conf(app);
         /* The same fetch stall, for changelog restores: they consume ~1M
          * records/s per thread, so a count bound that outlasts the pause
@@ -1169,11 +1270,11 @@ static void run_loop(rill_worker_t *w) {
                 if (failed) {
                         rill_log(RILL_LOG_ERROR, "process_failed", "thread=%s error=\"%s\"",
                                  w->name, errstr);
-                        if (abort_all(w, errstr) || w->fatal) {
-                                rill_app_fail(w->app, "thread %s: %s", w->name, errstr);
+                        int r = fail_or_recover(w, errstr);
+                        if (r < 0)
                                 return;
-                        }
-                        sleep_ms(w, 1000);
+                        if (r == 0)
+                                sleep_ms(w, 1000);
                         continue;
                 }
                 check_sources(w);
@@ -1214,6 +1315,7 @@ void *rill_worker_main(void *arg) {
         }
         rill_log(RILL_LOG_INFO, "thread_started", "thread=%s", w->name);
         w->last_commit_ms = w->started_ms = rill_now_mono_ms();
+        atomic_store(&w->m->healthy_mono_ms, w->started_ms);
         run_loop(w);
         /* shutdown: final commit, then leave the group (the revoke callback
          * commits again, which is a no-op, and closes the tasks) */

@@ -98,12 +98,15 @@ class Scenario:
         assert "event=fault_fired" in w.log(), w.log()[-2000:]
 
     # ---- the end ---------------------------------------------------------------------
-    def finish(self, timeout=180, keep=None):
+    def finish(self, timeout=180, keep=None, supervise=False):
         """Ensure every worker runs, let them consume everything, close the
         windows with one late-time event per seller, wait for the results, and
         return the verifier's report (asserting it is clean). keep: the
         workers that must be running at the end (default all; dead ones are
-        restarted)."""
+        restarted first). A worker that exits while the scenario finishes
+        fails the test: workers recover in-process from what can be
+        recovered (issue 15); supervise=True restarts it instead, as
+        Kubernetes would, for a test that kills workers on purpose then."""
         if self.producer and self.producer.poll() is None:
             self.wait_load()
         keep = self.workers if keep is None else keep
@@ -113,16 +116,15 @@ class Scenario:
         for w in keep:
             w.wait_ready()
 
-        def supervise():
-            # A worker exits on a fatal error (e.g. its producer fenced after
-            # a broker stayed away longer than transaction.timeout.ms); its
-            # supervisor (Kubernetes, compose) starts it again. So does this.
+        def tick():
             for w in keep:
                 if w.proc.poll() is not None:
+                    assert supervise, f"a worker exited (status {w.proc.returncode}) while the " \
+                        f"scenario finished:\n{w.log()[-3000:]}"
                     self.supervisor_restarts += 1
                     w.start()
         topics = [self.names["input"]] + ([] if self.keyed else [f"{self.names['app']}-repartition"])
-        h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=supervise)
+        h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=tick)
         end_s = self.base_s + self.produced * 2 // 1000 + (self.window_ms + self.grace_ms) // 1000 + 5
         if self.keyed:
             h.produce(self.names["input"], [(s.encode(), h.event(s, 1, end_s)) for s in self.sellers])
@@ -132,7 +134,7 @@ class Scenario:
             for p in range(len(h.end_offsets(self.names["input"]))):
                 h.produce(self.names["input"], [(None, h.event(self.sellers[p % len(self.sellers)], 1, end_s))],
                           partition=p)
-        h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=supervise)
+        h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=tick)
         deadline = time.monotonic() + 60
         while True:
             rep = self.verify()

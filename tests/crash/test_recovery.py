@@ -1,0 +1,140 @@
+"""Workers stay up through what can be recovered (issue 15 item 1).
+
+A broker away for twice transaction.timeout.ms makes the coordinator abort
+the open transactions and bump the producers' epochs: librdkafka reports a
+fatal error. Before, the worker ended itself (status 1) and the crash suite
+needed a supervisor to restart it. Now the thread drops its uncommitted
+state, makes a new producer with the same transactional id and goes on, in
+the same process. Postgres frozen for as long costs failed, retried commits,
+never the process. No supervisor here: a worker that exits fails the test."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(__file__))
+from scenario import Scenario, h  # noqa: E402
+
+LOCAL = os.path.join(h.ROOT, "deploy", "local")
+KAFKA = os.path.join(LOCAL, "kafka", "kafka")
+T_MS = 10000  # transaction.timeout.ms, the engine's default
+
+
+def pids(sc):
+    return [w.proc.pid for w in sc.workers]
+
+
+def assert_same_processes(sc, before):
+    for w, pid in zip(sc.workers, before):
+        assert w.proc.pid == pid and w.proc.poll() is None, \
+            f"worker {pid} is not the same running process:\n{w.log()[-3000:]}"
+    assert sc.supervisor_restarts == 0
+
+
+def test_broker_away_for_twice_the_transaction_timeout_recovers_in_process():
+    # A private broker (its own ports and data), so that stopping it harms
+    # no other test.
+    env = dict(os.environ, RILL_RUN_DIR=os.path.join(h.ROOT, ".run", "recovery-broker"),
+               RILL_KAFKA_PORT="19292")
+    p = subprocess.run([KAFKA, "up"], capture_output=True, text=True, timeout=240, env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    saved = h.BOOTSTRAP
+    try:
+        h.BOOTSTRAP = subprocess.run([KAFKA, "bootstrap-servers"], capture_output=True, text=True,
+                                     env=env, timeout=30).stdout.strip()
+        sc = Scenario(partitions=6, workers=3, sellers=8)
+        try:
+            sc.start()
+            before = pids(sc)
+            sc.start_load(count=30000, rate=1500)
+            time.sleep(4)
+            p = subprocess.run([KAFKA, "stop-broker", "1"], capture_output=True, text=True,
+                               timeout=120, env=env)
+            assert p.returncode == 0, p.stdout + p.stderr
+            time.sleep(2 * T_MS / 1000)
+            p = subprocess.run([KAFKA, "start-broker", "1"], capture_output=True, text=True,
+                               timeout=180, env=env)
+            assert p.returncode == 0, p.stdout + p.stderr
+            sc.drain_producer()
+            sc.finish(timeout=300)
+            assert_same_processes(sc, before)
+            logs = "\n".join(w.all_logs() for w in sc.workers)
+            # a broker that was stopped (not frozen) comes back with the
+            # transactions' state: the open ones are aborted by their own
+            # producers once it answers, or recreated; either way no exit
+            assert "event=commit_recovered" in logs or "event=thread_recovered" in logs, logs[-3000:]
+            assert "unrecoverable" not in logs, logs[-3000:]
+        finally:
+            sc.stop_all()
+    finally:
+        h.BOOTSTRAP = saved
+        subprocess.run([KAFKA, "down"], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_transaction_aborted_by_the_coordinator_recovers_in_process():
+    # The thread stalls inside a transaction (a fault point holds it before
+    # its Kafka commit) for longer than transaction.timeout.ms, while its
+    # consumer stays in the group. The coordinator aborts the transaction
+    # and bumps the producer's epoch; the thread's commit then fails with a
+    # fatal error. Before, the process ended itself (status 1); now the
+    # thread recreates its producer, replays the aborted input, and the
+    # totals are exact, with the same process.
+    sc = Scenario(partitions=4, workers=1, sellers=8)
+    try:
+        sc.start(env_extra={"RILL_FAULT": "before_kafka_commit:20",
+                            "RILL_FAULT_PAUSE_MS": str(T_MS + 8000)})
+        before = pids(sc)
+        sc.start_load(count=8000, rate=1000)
+        w = sc.workers[0]
+        h.wait_until(lambda: "event=fault_fired" in w.log(), 60, "the stall")
+        h.wait_until(lambda: "event=thread_recovered" in w.log() or w.proc.poll() is not None,
+                     90, "the thread to recover (or the process to end)")
+        sc.finish(timeout=300)
+        assert_same_processes(sc, before)
+        log = w.log()
+        assert "event=thread_recovering" in log and "event=thread_recovered" in log, log[-3000:]
+        assert "unrecoverable" not in log, log[-3000:]
+    finally:
+        sc.stop_all()
+
+
+def postgres_pids():
+    """The local stack's postmaster ("postgres -D <data> -p <port>") and
+    every process it forked."""
+    port = h.PG_DSN.split("port=")[1].split()[0]
+    mains = [int(x) for x in subprocess.run(["pgrep", "-f", f"postgres -D .* -p {port}$"],
+                                            capture_output=True, text=True).stdout.split()]
+    allp = list(mains)
+    for m in mains:
+        allp += [int(k) for k in subprocess.run(["pgrep", "-P", str(m)], capture_output=True,
+                                                text=True).stdout.split()]
+    return allp
+
+
+def test_postgres_frozen_for_twice_the_transaction_timeout_costs_no_process():
+    sc = Scenario(partitions=6, workers=3, sellers=8)
+    try:
+        sc.start()
+        before = pids(sc)
+        sc.start_load(count=30000, rate=1500)
+        time.sleep(4)
+        frozen = postgres_pids()
+        assert frozen, "the local Postgres processes"
+        for p in frozen:
+            os.kill(p, signal.SIGSTOP)
+        try:
+            time.sleep(2 * T_MS / 1000)
+        finally:
+            for p in frozen:
+                try:
+                    os.kill(p, signal.SIGCONT)
+                except ProcessLookupError:
+                    pass
+        sc.drain_producer()
+        sc.finish(timeout=300)
+        assert_same_processes(sc, before)
+        logs = "\n".join(w.all_logs() for w in sc.workers)
+        assert "event=commit_failed" in logs and "event=commit_recovered" in logs, logs[-3000:]
+    finally:
+        sc.stop_all()

@@ -20,6 +20,7 @@ static const char *points[] = {"before_pg_commit",   "after_pg_commit", "before_
 static char armed[64];
 static atomic_long remaining;
 static long pause_ms; /* RILL_FAULT_PAUSE_MS: freeze the calling thread instead of dying */
+static int every;     /* RILL_FAULT_EVERY=1 (with a pause): every hit from the n-th on */
 
 int rill_fault_init(char *errstr, size_t errstr_size) {
         const char *spec = getenv("RILL_FAULT");
@@ -52,16 +53,21 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
                          "invalid RILL_FAULT_PAUSE_MS \"%s\": expected 0..600000 ms", pause);
                 return -1;
         }
-        rill_log(RILL_LOG_WARN, "fault_armed", "point=%s hit=%ld pause_ms=%ld", armed, n,
-                 pause_ms);
+        const char *ev = getenv("RILL_FAULT_EVERY");
+        every = ev && !strcmp(ev, "1") && pause_ms > 0;
+        rill_log(RILL_LOG_WARN, "fault_armed", "point=%s hit=%ld pause_ms=%ld every=%d", armed, n,
+                 pause_ms, every);
         return 0;
 }
 
 void rill_fault(const char *point) {
         if (!armed[0] || strcmp(point, armed))
                 return;
-        if (atomic_fetch_sub(&remaining, 1) == 1) {
-                rill_log(RILL_LOG_WARN, "fault_fired", "point=%s pause_ms=%ld", point, pause_ms);
+        long left = atomic_fetch_sub(&remaining, 1);
+        if (left == 1 || (every && left < 1)) {
+                if (left == 1)
+                        rill_log(RILL_LOG_WARN, "fault_fired", "point=%s pause_ms=%ld", point,
+                                 pause_ms);
                 if (pause_ms) {
                         /* only this thread stops: librdkafka's threads (and their
                          * heartbeats) go on, as in a long stall of the thread */

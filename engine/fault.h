@@ -5,7 +5,9 @@
  * itself: no cleanup, no flush, no atexit) the n-th time (default 1st) that
  * point is reached. Without the variable every point is a cheap no-op.
  * With RILL_FAULT_PAUSE_MS=<ms> the point freezes the calling thread for that
- * long instead (a stalled stream thread whose librdkafka threads go on).
+ * long instead (a stalled stream thread whose librdkafka threads go on);
+ * with RILL_FAULT_EVERY=1 as well, at every hit from the n-th on (a slow
+ * step, e.g. a restore throttled at each of its batches).
  * Points: before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit,
  * mid_restore, in_rebalance, results_in_flight, closing_windows.
  */

@@ -47,9 +47,20 @@ struct rill_app {
 
 typedef enum { RILL_TASK_SOURCE, RILL_TASK_AGG } rill_task_kind_t;
 
+/* A task's life: assigned with its input partition paused; its committed
+ * offset (and a source's progress) loaded; an aggregation task's store
+ * restored; then running (input resumed). Only a running task processes,
+ * flushes or commits anything; the stages before run in the thread's loop,
+ * between polls, never in the rebalance callback. */
+typedef enum { RILL_STAGE_POSITIONS, RILL_STAGE_RESTORE, RILL_STAGE_RUNNING } rill_stage_t;
+
 /** A task: the unit of work of one input partition. Owned by one worker. */
 typedef struct rill_task {
         rill_task_kind_t kind;
+        rill_stage_t stage;
+        int64_t assigned_ms;  /* mono, when assigned: bounds loading positions */
+        int64_t refetch_from; /* the first record dropped before running, -1 none */
+        int restore_started, restore_full;
         const char *topic; /* points at app's topic names */
         int32_t partition;
         /* input offsets */
@@ -79,8 +90,16 @@ typedef struct rill_task {
 
 /* ---- task.c: per-task work, @locality the owning stream thread ---------------- */
 
-/** Open an aggregation task's store and restore it from the changelog. */
-int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
+/** Open an aggregation task's store and restore it from the changelog, in
+ *  slices between the thread's polls (one restore at a time per thread).
+ *  begin: @returns 0 restore started (step it), 1 nothing to restore (the
+ *  store is ready), -1 error (errstr). step: reads for about slice_ms,
+ *  @returns 2 more to read, 0 restored and ready, -1 failed (the store is
+ *  closed). abandon: the task is revoked mid-restore. */
+int rill_task_restore_begin(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
+int rill_task_restore_step(rill_worker_t *w, rill_task_t *t, int64_t slice_ms, char *errstr,
+                           size_t errstr_size);
+void rill_task_restore_abandon(rill_worker_t *w, rill_task_t *t);
 void rill_task_close(rill_task_t *t);
 /** Aggregation tasks of unkeyed input: which source partition holds stream
  *  time back (*holder, -1 none) and by how much (*behind_ms: the largest

@@ -96,29 +96,37 @@ static int drop_closed_windows(rill_worker_t *w, rill_task_t *t, char *errstr,
                                  errstr, errstr_size);
 }
 
-int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
+static void store_paths(rill_app_t *app, const rill_task_t *t, char *dir, size_t dir_size,
+                        char *identity, size_t identity_size) {
+        snprintf(dir, dir_size, "%s/%s/%d", app->state_dir, app->app_id, t->partition);
+        snprintf(identity, identity_size, "%s|%s|%d", app->app_id, app->changelog_topic,
+                 t->partition);
+}
+
+static int store_ready(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
+
+int rill_task_restore_begin(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
         rill_app_t *app = rill_worker_app(w);
         char dir[1024], identity[600];
-        snprintf(dir, sizeof(dir), "%s/%s/%d", app->state_dir, app->app_id, t->partition);
-        snprintf(identity, sizeof(identity), "%s|%s|%d", app->app_id, app->changelog_topic,
-                 t->partition);
+        store_paths(app, t, dir, sizeof(dir), identity, sizeof(identity));
         for (int attempt = 0; attempt < 2; attempt++) {
                 int wiped = 0;
                 t->store = rill_wstore_open(dir, identity, &wiped, errstr, errstr_size);
                 if (!t->store)
                         return -1;
-                rill_restore_stats_t st;
-                int rc = rill_restore(rill_worker_restorer(w), t->store, app->changelog_topic,
-                                      t->partition, app->restore_timeout_ms, &st, errstr,
-                                      errstr_size);
-                if (rc == 0) {
+                t->restore_full = wiped;
+                int rc = rill_restore_begin(rill_worker_restorer(w), t->store, app->changelog_topic,
+                                            t->partition, app->restore_timeout_ms, errstr,
+                                            errstr_size);
+                if (rc == 0)
+                        return 0;
+                if (rc == 2) {
                         rill_log(RILL_LOG_INFO, "task_restored",
-                                 "partition=%d from_offset=%lld to_offset=%lld records=%lld "
-                                 "elapsed_ms=%lld full=%d",
-                                 t->partition, (long long)st.start_offset,
-                                 (long long)st.end_offset, (long long)st.records,
-                                 (long long)st.elapsed_ms, wiped || st.start_offset == 0);
-                        break;
+                                 "partition=%d from_offset=%lld to_offset=%lld records=0 "
+                                 "elapsed_ms=0 full=%d",
+                                 t->partition, (long long)rill_wstore_changelog_offset(t->store),
+                                 (long long)rill_wstore_changelog_offset(t->store), wiped);
+                        return store_ready(w, t, errstr, errstr_size) ? -1 : 1;
                 }
                 rill_wstore_close(t->store);
                 t->store = NULL;
@@ -130,6 +138,41 @@ int rill_task_open_store(rill_worker_t *w, rill_task_t *t, char *errstr, size_t 
                 if (rill_wstore_wipe(dir, errstr, errstr_size))
                         return -1;
         }
+        return -1;
+}
+
+int rill_task_restore_step(rill_worker_t *w, rill_task_t *t, int64_t slice_ms, char *errstr,
+                           size_t errstr_size) {
+        rill_restore_stats_t st;
+        int rc = rill_restore_step(rill_worker_restorer(w), slice_ms, &st, errstr, errstr_size);
+        if (rc == 2)
+                return 2;
+        if (rc == 0) {
+                rill_log(RILL_LOG_INFO, "task_restored",
+                         "partition=%d from_offset=%lld to_offset=%lld records=%lld "
+                         "elapsed_ms=%lld full=%d",
+                         t->partition, (long long)st.start_offset, (long long)st.end_offset,
+                         (long long)st.records, (long long)st.elapsed_ms,
+                         t->restore_full || st.start_offset == 0);
+                if (!store_ready(w, t, errstr, errstr_size))
+                        return 0;
+                return -1;
+        }
+        rill_wstore_close(t->store);
+        t->store = NULL;
+        return -1;
+}
+
+void rill_task_restore_abandon(rill_worker_t *w, rill_task_t *t) {
+        (void)t;
+        rill_restore_abandon(rill_worker_restorer(w));
+}
+
+/* The store is complete: stream time, sources and close bound from it, and
+ * the windows closed before the restore dropped. @returns 0 or -1 (errstr;
+ * the store is closed). */
+static int store_ready(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
+        rill_app_t *app = rill_worker_app(w);
         t->stream_time = t->committed_stream_time = rill_wstore_stream_time(t->store);
         t->closed_bound = t->committed_closed_bound = INT64_MIN;
         if (!app->keyed) {

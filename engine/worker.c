@@ -54,6 +54,8 @@
 #define BACKOFF_MAX_MS 5000
 #define SOURCES_CHECK_MS 5000 /* how often the input's partition count is read */
 #define SOURCES_CALL_MS 2000  /* the bound of that metadata call */
+#define POSITIONS_CALL_MS 1000 /* one attempt to read new tasks' committed offsets */
+#define RESTORE_SLICE_MS 100   /* restore reading per pass of the loop */
 
 struct rill_worker {
         rill_app_t *app;
@@ -67,6 +69,9 @@ struct rill_worker {
         int src_slots;            /* length of src: grows with the input's partitions */
         rd_kafka_topic_t *input_rkt; /* the consumer's handle, for its partition count */
         int64_t sources_checked_ms;
+        int starting;                /* tasks not yet running */
+        rill_task_t *restoring_task; /* the one whose store is being restored */
+        int64_t positions_logged_ms;
         int txn_open;
         int64_t txn_deadline_ms; /* mono ms by which the open transaction must end */
         int64_t txn_timeout_ms;  /* transaction.timeout.ms */
@@ -107,7 +112,7 @@ int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, int32_t
                 int rc = 0;
                 pthread_mutex_lock(&w->tasks_lock);
                 rill_task_t *t = w->agg[p];
-                if (t && t->store)
+                if (t && t->store && t->stage == RILL_STAGE_RUNNING)
                         rc = rill_wstore_scan_key(t->store, key, key_len, &l, errstr, errstr_size);
                 pthread_mutex_unlock(&w->tasks_lock);
                 for (size_t i = 0; !rc && i < l.cnt; i++) {
@@ -282,6 +287,8 @@ static int commit_needed(rill_worker_t *w) {
                 return 1;
         int sources = atomic_load(&w->app->sources);
         FOREACH_TASK(w, t) {
+                if (t->stage != RILL_STAGE_RUNNING)
+                        continue;
                 if (t->records_since_commit || t->stream_time != t->committed_stream_time ||
                     t->progress != t->committed_progress ||
                     (t->kind == RILL_TASK_SOURCE && t->committed_sources_sent != sources))
@@ -329,6 +336,8 @@ static int abort_all(rill_worker_t *w, const char *why) {
                 rill_pgsink_clear(w->pg);
         rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(8);
         FOREACH_TASK(w, t) {
+                if (t->stage != RILL_STAGE_RUNNING)
+                        continue; /* nothing uncommitted; its input is refetched when it runs */
                 int64_t to = rill_task_abort(t);
                 if (to >= 0)
                         rd_kafka_topic_partition_list_add(seek, t->topic, t->partition)->offset = to;
@@ -353,7 +362,7 @@ static int acquire_epochs(rill_worker_t *w, char *errstr, size_t errstr_size) {
         if (!w->pg)
                 return 0;
         FOREACH_TASK(w, t) {
-                if (t->kind != RILL_TASK_AGG || t->epoch > 0)
+                if (t->kind != RILL_TASK_AGG || t->epoch > 0 || t->stage != RILL_STAGE_RUNNING)
                         continue;
                 t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, t->partition, errstr,
                                                      errstr_size);
@@ -374,7 +383,7 @@ static void update_gauges(rill_worker_t *w) {
                 w->last_gauges_ms = now;
         FOREACH_TASK(w, t) {
                 int slot = metric_slot(w, t->kind, t->partition);
-                if (slot < 0)
+                if (slot < 0 || t->stage != RILL_STAGE_RUNNING)
                         continue;
                 int64_t lo, hi;
                 if (!rd_kafka_get_watermark_offsets(w->consumer, t->topic, t->partition, &lo, &hi) &&
@@ -498,6 +507,8 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         size_t nresults = 0;
         /* 1. flush tasks into the transaction and wait for delivery */
         FOREACH_TASK(w, t) {
+                if (t->stage != RILL_STAGE_RUNNING)
+                        continue;
                 if (rill_task_flush(w, t, errstr, errstr_size))
                         return -1;
                 nresults += t->closing.cnt;
@@ -528,7 +539,8 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 if (member && acquire_epochs(w, errstr, errstr_size))
                         return -1;
                 FOREACH_TASK(w, t) {
-                        if (t->kind == RILL_TASK_AGG && t->epoch > 0)
+                        if (t->kind == RILL_TASK_AGG && t->epoch > 0 &&
+                            t->stage == RILL_STAGE_RUNNING)
                                 rill_pgsink_add_progress(w->pg, t->topic, t->partition,
                                                          t->next_offset, t->epoch);
                 }
@@ -572,6 +584,8 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
          * changelog tail it is missing. */
         int64_t t_apply = rill_now_mono_ms();
         FOREACH_TASK(w, t) {
+                if (t->stage != RILL_STAGE_RUNNING)
+                        continue;
                 if (rill_task_committed(t, errstr, errstr_size)) {
                         w->fatal = 1;
                         return -1;
@@ -716,7 +730,11 @@ static int commit_all(rill_worker_t *w, const char *why) {
 
 /* ---- rebalance -------------------------------------------------------------------------- */
 
-static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
+/* Shells for newly assigned partitions: no store opened, no broker or
+ * Postgres call. Their input stays paused (rebalance_cb) until start_tasks
+ * has loaded their positions and restored their stores. */
+static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts,
+                         rd_kafka_topic_partition_list_t *paused) {
         for (int i = 0; i < parts->cnt; i++) {
                 const char *topic = parts->elems[i].topic;
                 int32_t p = parts->elems[i].partition;
@@ -743,131 +761,206 @@ static void assign_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *part
                 rill_task_t *t = calloc(1, sizeof(*t));
                 int src = !w->app->keyed && !strcmp(topic, w->app->input_topic);
                 t->kind = src ? RILL_TASK_SOURCE : RILL_TASK_AGG;
+                t->stage = RILL_STAGE_POSITIONS;
+                t->assigned_ms = rill_now_mono_ms();
+                t->refetch_from = -1;
                 t->topic = src || w->app->keyed ? w->app->input_topic : w->app->repartition_topic;
                 t->partition = p;
                 t->first_uncommitted = t->next_offset = t->committed_offset = -1;
                 t->eof_offset = -1;
                 t->progress = t->committed_progress = INT64_MIN;
-                t->last_activity_ms = rill_now_mono_ms(); /* idle from now on, not from boot */
+                t->last_activity_ms = rill_now_mono_ms();
                 t->stream_time = t->committed_stream_time = INT64_MIN;
                 int mslot = metric_slot(w, t->kind, p);
-                if (t->kind == RILL_TASK_AGG) {
-                        char errstr[512];
-                        int ok = 0;
+                if (t->kind == RILL_TASK_AGG)
                         atomic_store(&w->m->restoring[mslot], 1);
-                        rill_restorer_progress(w->restorer, &w->m->restore_done[mslot],
-                                               &w->m->restore_total[mslot]);
-                        for (int attempt = 0; attempt < 3 && !ok; attempt++) {
-                                if (!rill_task_open_store(w, t, errstr, sizeof(errstr)))
-                                        ok = 1;
-                                else
-                                        rill_log(RILL_LOG_ERROR, "task_open_failed",
-                                                 "thread=%s partition=%d attempt=%d error=\"%s\"",
-                                                 w->name, p, attempt + 1, errstr);
-                        }
-                        rill_restorer_progress(w->restorer, NULL, NULL);
-                        atomic_store(&w->m->restoring[mslot], 0);
-                        if (!ok) {
-                                rill_app_fail(w->app, "cannot open task %s [%d]: %s", topic, p,
-                                              errstr);
-                                rill_task_close(t);
-                                continue;
-                        }
-                        if (w->pg) {
-                                t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, p, errstr,
-                                                                     sizeof(errstr));
-                                if (t->epoch < 0) {
-                                        rill_log(RILL_LOG_WARN, "epoch_deferred",
-                                                 "partition=%d error=\"%s\"", p, errstr);
-                                        t->epoch = 0;
-                                }
-                        }
-                }
                 pthread_mutex_lock(&w->tasks_lock);
                 *slot = t;
                 pthread_mutex_unlock(&w->tasks_lock);
                 if (mslot >= 0)
                         atomic_store(&w->m->owned[mslot], 1);
+                rd_kafka_topic_partition_list_add(paused, topic, p);
+                w->starting++;
                 rill_log(RILL_LOG_INFO, "task_created", "thread=%s topic=%s partition=%d kind=%s",
                          w->name, topic, p, src ? "source" : "aggregate");
         }
 }
 
-/* The committed offsets of newly assigned tasks (one round trip for all),
- * and for source tasks the progress their previous owner committed with
- * them as metadata: lateness at the source continues from where the
- * committed input stopped, and a replay decides it the same way. A
+/* A task's committed offset (or, for a partition the group never
+ * committed, its log start) and, for a source task, the progress its
+ * previous owner committed with it as metadata: lateness at the source
+ * continues from where the committed input stopped, and a replay decides
+ * it the same way. */
+static void apply_position(rill_worker_t *w, rill_task_t *t, const rd_kafka_topic_partition_t *e) {
+        if (e->offset >= 0) {
+                t->next_offset = t->committed_offset = e->offset;
+        } else {
+                int64_t lo, hi;
+                char errstr[256];
+                if (!rill_restorer_end_offsets(w->restorer, e->topic, e->partition, 2000, &lo, &hi,
+                                               errstr, sizeof(errstr)))
+                        t->next_offset = t->committed_offset = lo;
+        }
+        size_t plen = strlen(RILL_PROGRESS_META);
+        if (t->kind == RILL_TASK_SOURCE && e->metadata && e->metadata_size > plen &&
+            e->metadata_size < 64 && !memcmp(e->metadata, RILL_PROGRESS_META, plen)) {
+                char num[64];
+                memcpy(num, (char *)e->metadata + plen, e->metadata_size - plen);
+                num[e->metadata_size - plen] = '\0';
+                char *end;
+                long long v = strtoll(num, &end, 10);
+                if (*end == '\0')
+                        rill_task_set_committed_progress(t, v);
+        }
+}
+
+static void start_running(rill_worker_t *w, rill_task_t *t);
+
+/* The committed offsets of the tasks waiting for them (one round trip for
+ * all, bounded by POSITIONS_CALL_MS; tried again at the next pass). A
  * read_committed consumer gets no answer while the previous owner's offset
- * commit is still pending in an open transaction (UNSTABLE_OFFSET_COMMIT,
- * retried by librdkafka), which lasts at most transaction.timeout.ms: the
- * wait is bounded by that plus 10 s. Past it the task starts without them
- * (logged as source_progress_unknown; the consumer still waits for its
- * committed offset before fetching). @returns 0. */
-static int load_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
-        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt);
-        for (int i = 0; i < parts->cnt; i++) {
-                rill_task_t **slot = task_slot(w, parts->elems[i].topic, parts->elems[i].partition);
-                if (slot && *slot && (*slot)->next_offset < 0)
-                        rd_kafka_topic_partition_list_add(l, (*slot)->topic, (*slot)->partition);
+ * commit is still pending in an open transaction (UNSTABLE_OFFSET_COMMIT),
+ * which lasts at most transaction.timeout.ms: a task waits up to that plus
+ * 10 s after its assignment, then starts without them (logged as
+ * source_progress_unknown; the consumer still waits for its committed
+ * offset before it fetches, and the task learns its position from its first
+ * record). */
+static void load_positions(rill_worker_t *w) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
+        FOREACH_TASK(w, t) {
+                if (t->stage == RILL_STAGE_POSITIONS)
+                        rd_kafka_topic_partition_list_add(l, t->topic, t->partition);
         }
-        int64_t deadline = rill_now_mono_ms() + w->txn_timeout_ms + 10000;
-        rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-        for (int attempt = 1; l->cnt; attempt++) {
-                int64_t left = deadline - rill_now_mono_ms();
-                err = rd_kafka_committed(w->consumer, l, (int)(left > 1000 ? left : 1000));
-                for (int i = 0; !err && i < l->cnt; i++)
-                        if (l->elems[i].err)
-                                err = l->elems[i].err;
-                if (!err || rill_now_mono_ms() >= deadline || atomic_load(&w->app->stop))
-                        break;
-                rill_log(RILL_LOG_WARN, "committed_offsets_retry",
-                         "thread=%s partitions=%d attempt=%d error=\"%s\"", w->name, l->cnt,
-                         attempt, rd_kafka_err2str(err));
+        if (!l->cnt) {
+                rd_kafka_topic_partition_list_destroy(l);
+                return;
         }
-        int rc = 0;
+        rd_kafka_resp_err_t err = rd_kafka_committed(w->consumer, l, POSITIONS_CALL_MS);
+        int64_t now = rill_now_mono_ms();
         for (int i = 0; i < l->cnt; i++) {
                 rd_kafka_topic_partition_t *e = &l->elems[i];
                 rill_task_t **slot = task_slot(w, e->topic, e->partition);
                 rill_task_t *t = slot ? *slot : NULL;
-                if (!t)
+                if (!t || t->stage != RILL_STAGE_POSITIONS)
                         continue;
-                if (err || e->err) {
-                        /* The consumer itself waits for the committed offset
-                         * before it fetches; the task learns its position from
-                         * its first record. A source task then starts without
-                         * its progress: lateness at the source restarts from
-                         * its first record (the aggregation's own check still
-                         * holds closed windows). */
+                rd_kafka_resp_err_t te = err ? err : e->err;
+                if (te) {
+                        if (now - t->assigned_ms < w->txn_timeout_ms + 10000) {
+                                if (now - w->positions_logged_ms >= 5000) {
+                                        w->positions_logged_ms = now;
+                                        rill_log(RILL_LOG_WARN, "committed_offsets_retry",
+                                                 "thread=%s partitions=%d error=\"%s\"", w->name,
+                                                 l->cnt, rd_kafka_err2str(te));
+                                }
+                                continue; /* again at the next pass */
+                        }
                         rill_log(RILL_LOG_WARN, "source_progress_unknown",
                                  "thread=%s topic=%s partition=%d error=\"%s\" "
                                  "action=start_without_committed_progress",
-                                 w->name, e->topic, e->partition,
-                                 rd_kafka_err2str(err ? err : e->err));
-                        continue;
-                }
-                if (e->offset >= 0) {
-                        t->next_offset = t->committed_offset = e->offset;
+                                 w->name, e->topic, e->partition, rd_kafka_err2str(te));
                 } else {
-                        int64_t lo, hi;
-                        char errstr[256];
-                        if (!rill_restorer_end_offsets(w->restorer, e->topic, e->partition, 5000,
-                                                       &lo, &hi, errstr, sizeof(errstr)))
-                                t->next_offset = t->committed_offset = lo;
+                        apply_position(w, t, e);
                 }
-                size_t plen = strlen(RILL_PROGRESS_META);
-                if (t->kind == RILL_TASK_SOURCE && e->metadata && e->metadata_size > plen &&
-                    e->metadata_size < 64 && !memcmp(e->metadata, RILL_PROGRESS_META, plen)) {
-                        char num[64];
-                        memcpy(num, (char *)e->metadata + plen, e->metadata_size - plen);
-                        num[e->metadata_size - plen] = '\0';
-                        char *end;
-                        long long v = strtoll(num, &end, 10);
-                        if (*end == '\0')
-                                rill_task_set_committed_progress(t, v);
-                }
+                if (t->kind == RILL_TASK_AGG)
+                        t->stage = RILL_STAGE_RESTORE;
+                else
+                        start_running(w, t);
         }
         rd_kafka_topic_partition_list_destroy(l);
-        return rc;
+}
+
+/* A task is complete: take its Postgres epoch (before it processes
+ * anything; deferred while Postgres is away, see acquire_epochs), rewind
+ * its input to the first record dropped while it was not running, and
+ * resume it. */
+static void start_running(rill_worker_t *w, rill_task_t *t) {
+        if (t->kind == RILL_TASK_AGG && w->pg) {
+                char errstr[512];
+                t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, t->partition, errstr,
+                                                     sizeof(errstr));
+                if (t->epoch < 0) {
+                        rill_log(RILL_LOG_WARN, "epoch_deferred", "partition=%d error=\"%s\"",
+                                 t->partition, errstr);
+                        t->epoch = 0;
+                }
+        }
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset = t->refetch_from;
+        if (t->refetch_from >= 0) {
+                t->eof_offset = -1; /* seen again at the end after the seek */
+                rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, l, 10000);
+                if (e) {
+                        rill_app_fail(w->app, "thread %s: cannot rewind %s [%d] to %lld: %s",
+                                      w->name, t->topic, t->partition,
+                                      (long long)t->refetch_from, rd_kafka_error_string(e));
+                        rd_kafka_error_destroy(e);
+                        w->fatal = 1;
+                }
+        }
+        rd_kafka_resume_partitions(w->consumer, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        t->refetch_from = -1;
+        t->stage = RILL_STAGE_RUNNING;
+        t->last_activity_ms = rill_now_mono_ms();
+        w->starting--;
+        int mslot = metric_slot(w, t->kind, t->partition);
+        if (t->kind == RILL_TASK_AGG)
+                atomic_store(&w->m->restoring[mslot], 0);
+}
+
+/* Restore the stores of new aggregation tasks, one at a time, for at most
+ * RESTORE_SLICE_MS per pass of the loop: the consumer keeps polling (no
+ * eviction whatever the state size) and the thread's running tasks keep
+ * processing and committing meanwhile. */
+static void restore_some(rill_worker_t *w) {
+        char errstr[512];
+        rill_task_t *t = w->restoring_task;
+        if (!t) {
+                FOREACH_TASK(w, c) {
+                        if (c->stage == RILL_STAGE_RESTORE) {
+                                t = c;
+                                break;
+                        }
+                }
+                if (!t)
+                        return;
+                int mslot = metric_slot(w, t->kind, t->partition);
+                rill_restorer_progress(w->restorer, &w->m->restore_done[mslot],
+                                       &w->m->restore_total[mslot]);
+                int rc = rill_task_restore_begin(w, t, errstr, sizeof(errstr));
+                if (rc == 1) {
+                        rill_restorer_progress(w->restorer, NULL, NULL);
+                        start_running(w, t);
+                        return;
+                }
+                if (rc == 0) {
+                        w->restoring_task = t;
+                        return;
+                }
+        } else {
+                int rc = rill_task_restore_step(w, t, RESTORE_SLICE_MS, errstr, sizeof(errstr));
+                if (rc == 2)
+                        return;
+                w->restoring_task = NULL;
+                rill_restorer_progress(w->restorer, NULL, NULL);
+                if (rc == 0) {
+                        start_running(w, t);
+                        return;
+                }
+        }
+        /* failed: again from its store's offset, up to 3 times */
+        rill_log(RILL_LOG_ERROR, "task_open_failed", "thread=%s partition=%d attempt=%d error=\"%s\"",
+                 w->name, t->partition, t->restore_started + 1, errstr);
+        if (++t->restore_started >= 3)
+                rill_app_fail(w->app, "cannot open task %s [%d]: %s", t->topic, t->partition, errstr);
+}
+
+/* Bring new tasks to running: positions first, then restores. */
+static void start_tasks(rill_worker_t *w) {
+        if (!w->starting)
+                return;
+        load_positions(w);
+        restore_some(w);
 }
 
 static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
@@ -875,20 +968,36 @@ static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts
                 rill_task_t **slot = task_slot(w, parts->elems[i].topic, parts->elems[i].partition);
                 if (!slot || !*slot)
                         continue;
-                rill_log(RILL_LOG_INFO, "task_closed", "thread=%s topic=%s partition=%d", w->name,
-                         parts->elems[i].topic, parts->elems[i].partition);
-                int mslot = metric_slot(w, (*slot)->kind, parts->elems[i].partition);
+                rill_task_t *t = *slot;
+                rill_log(RILL_LOG_INFO, "task_closed", "thread=%s topic=%s partition=%d%s", w->name,
+                         parts->elems[i].topic, parts->elems[i].partition,
+                         t->stage == RILL_STAGE_RUNNING ? "" : " before_running=1");
+                if (t == w->restoring_task) {
+                        rill_task_restore_abandon(w, t);
+                        rill_restorer_progress(w->restorer, NULL, NULL);
+                        w->restoring_task = NULL;
+                }
+                if (t->stage != RILL_STAGE_RUNNING)
+                        w->starting--;
+                int mslot = metric_slot(w, t->kind, parts->elems[i].partition);
                 if (mslot >= 0) {
                         atomic_store(&w->m->owned[mslot], 0);
                         atomic_store(&w->m->lag[mslot], 0);
+                        atomic_store(&w->m->restoring[mslot], 0);
                 }
                 pthread_mutex_lock(&w->tasks_lock);
-                rill_task_close(*slot);
+                rill_task_close(t);
                 *slot = NULL;
                 pthread_mutex_unlock(&w->tasks_lock);
         }
 }
 
+/* The rebalance callback only assigns (incrementally) and pauses what is
+ * new: loading positions and restoring stores happen in the thread's loop
+ * (start_tasks), between polls, as Kafka Streams' changelog reader does.
+ * A revocation commits what the revoked tasks did (or aborts it when the
+ * assignment was lost) and closes them; a task revoked mid-restore
+ * abandons its restore. */
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
         rill_worker_t *w = opaque;
@@ -897,16 +1006,12 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rill_log(RILL_LOG_INFO, "partitions_assigned", "thread=%s count=%d", w->name,
                          parts->cnt);
-                /* Opening a store restores it, which may take longer than a
-                 * transaction may stay open: commit what the current tasks
-                 * did first, so no transaction is open during the restore. */
-                if (w->txn_open && commit_all(w, "assignment"))
-                        rill_log(RILL_LOG_WARN, "assignment_commit_failed",
-                                 "thread=%s the uncommitted work was aborted and is replayed",
-                                 w->name);
-                assign_tasks(w, parts);
-                load_positions(w, parts);
+                rd_kafka_topic_partition_list_t *paused = rd_kafka_topic_partition_list_new(4);
+                assign_tasks(w, parts, paused);
                 e = rd_kafka_incremental_assign(rk, parts);
+                if (!e && paused->cnt)
+                        rd_kafka_pause_partitions(rk, paused);
+                rd_kafka_topic_partition_list_destroy(paused);
                 atomic_store(&w->m->joined, 1);
         } else {
                 int lost = rd_kafka_assignment_lost(rk);
@@ -1229,8 +1334,10 @@ static void run_loop(rill_worker_t *w) {
                 int failed = 0;
                 for (int n = 0; n < BATCH_MAX; n++) {
                         int64_t tp0 = n ? 0 : rill_now_mono_ms();
+                        /* a restore in progress is not kept waiting by the poll */
+                        int64_t cap = w->restoring_task ? 1 : 100;
                         rd_kafka_message_t *m = rd_kafka_consumer_poll(
-                            w->consumer, n ? 0 : (int)(wait < 1 ? 1 : wait > 100 ? 100 : wait));
+                            w->consumer, n ? 0 : (int)(wait < 1 ? 1 : wait > cap ? cap : wait));
                         if (!n) { /* only the first poll of a batch waits */
                                 w->batch_mono_ms = rill_now_mono_ms();
                                 w->batch_wall_ms = rill_now_wall_ms();
@@ -1257,7 +1364,13 @@ static void run_loop(rill_worker_t *w) {
                                  * committed offset and processes it. */
                                 rill_task_t **slot =
                                     task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
-                                if (slot && *slot) {
+                                if (slot && *slot && (*slot)->stage != RILL_STAGE_RUNNING) {
+                                        /* fetched before its pause took effect:
+                                         * fetched again when the task runs */
+                                        rill_task_t *t = *slot;
+                                        if (t->refetch_from < 0 || m->offset < t->refetch_from)
+                                                t->refetch_from = m->offset;
+                                } else if (slot && *slot) {
                                         atomic_fetch_add(&w->m->processed, 1);
                                         if (rill_task_process(w, *slot, m, errstr, sizeof(errstr)))
                                                 failed = 1;
@@ -1278,10 +1391,11 @@ static void run_loop(rill_worker_t *w) {
                         continue;
                 }
                 check_sources(w);
+                start_tasks(w);
                 now = rill_now_mono_ms();
                 int advanced = 0;
                 FOREACH_TASK(w, t) {
-                        if (rill_task_idle_due(w, t, now))
+                        if (t->stage == RILL_STAGE_RUNNING && rill_task_idle_due(w, t, now))
                                 advanced |= rill_task_idle_advance(w, t, now, task_caught_up(w, t));
                 }
                 /* an advance commits at once: its watermark then carries the

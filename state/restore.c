@@ -28,12 +28,25 @@
 
 #define RESTORE_BATCH 1000
 
+typedef struct rill_restore_job {
+        int active;
+        rill_wstore_t *ws;
+        char topic[256];
+        int32_t partition;
+        int64_t start, next, high, timeout_ms, t0, last_log, pending;
+        rd_kafka_queue_t *q;
+        rill_restore_stats_t stats;
+} rill_restore_job_t;
+
 struct rill_restorer {
+        rill_restore_job_t job; /* the one restore in progress */
         rd_kafka_t *rk;
         rd_kafka_t *hwm; /* read_uncommitted: its watermark query is the real end */
         int64_t batch_records;
         atomic_llong *done, *total;
 };
+
+static void end_job(rill_restorer_t *r);
 
 void rill_restorer_progress(rill_restorer_t *r, atomic_llong *done, atomic_llong *total) {
         r->done = done;
@@ -97,6 +110,8 @@ rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records,
 void rill_restorer_destroy(rill_restorer_t *r) {
         if (!r)
                 return;
+        if (r->job.active)
+                end_job(r);
         rd_kafka_consumer_close(r->rk);
         rd_kafka_destroy(r->rk);
         rd_kafka_destroy(r->hwm);
@@ -116,12 +131,17 @@ int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t par
         return 0;
 }
 
-int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32_t partition,
-                 int64_t timeout_ms, rill_restore_stats_t *stats, char *errstr,
-                 size_t errstr_size) {
-        int64_t low = 0, high = 0, t0 = now_ms(), last_log = t0;
+/* ---- one restore in slices --------------------------------------------------------- */
+
+int rill_restore_begin(rill_restorer_t *r, rill_wstore_t *ws, const char *topic,
+                       int32_t partition, int64_t timeout_ms, char *errstr, size_t errstr_size) {
+        rill_restore_job_t *j = &r->job;
+        if (j->active)
+                rill_restore_abandon(r);
+        memset(j, 0, sizeof(*j));
         errstr[0] = '\0';
-        memset(stats, 0, sizeof(*stats));
+        int64_t low = 0, high = 0;
+        j->t0 = j->last_log = now_ms();
         char qerr[256];
         if (rill_restorer_end_offsets(r, topic, partition, 10000, &low, &high, qerr,
                                       sizeof(qerr))) {
@@ -133,20 +153,19 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                 return 1; /* the store does not belong to this changelog */
         if (start < 0)
                 start = low;
-        stats->start_offset = start;
-        stats->end_offset = high;
+        j->stats.start_offset = start;
+        j->stats.end_offset = high;
         if (r->total)
                 atomic_store(r->total, high - start);
         if (start >= high) {
                 if (rill_wstore_changelog_offset(ws) < 0 &&
                     rill_wstore_restore_flush(ws, start, errstr, errstr_size))
                         return -1;
-                return 0;
+                return 2;
         }
         rill_log(RILL_LOG_INFO, "restore_start",
                  "topic=%s partition=%d from=%lld to=%lld records_max=%lld", topic, partition,
                  (long long)start, (long long)high, (long long)(high - start));
-
         rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(parts, topic, partition)->offset = start;
         rd_kafka_resp_err_t e = rd_kafka_assign(r->rk, parts);
@@ -156,28 +175,81 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                          partition, rd_kafka_err2str(e));
                 return -1;
         }
-        int rc = -1, pending = 0;
-        int64_t next = start;
+        j->active = 1;
+        j->ws = ws;
+        snprintf(j->topic, sizeof(j->topic), "%s", topic);
+        j->partition = partition;
+        j->start = j->next = start;
+        j->high = high;
+        j->timeout_ms = timeout_ms;
+        j->q = rd_kafka_queue_get_consumer(r->rk);
+        return 0;
+}
+
+static void end_job(rill_restorer_t *r) {
+        rill_restore_job_t *j = &r->job;
+        if (j->q)
+                rd_kafka_queue_destroy(j->q);
+        j->q = NULL;
+        rd_kafka_assign(r->rk, NULL);
+        j->stats.elapsed_ms = now_ms() - j->t0;
+        j->active = 0;
+}
+
+void rill_restore_abandon(rill_restorer_t *r) {
+        if (!r->job.active)
+                return;
+        rill_log(RILL_LOG_INFO, "restore_abandoned", "topic=%s partition=%d records=%lld",
+                 r->job.topic, r->job.partition, (long long)r->job.stats.records);
+        end_job(r);
+}
+
+int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t *stats,
+                      char *errstr, size_t errstr_size) {
+        rill_restore_job_t *j = &r->job;
+        errstr[0] = '\0';
+        if (!j->active) {
+                snprintf(errstr, errstr_size, "no restore in progress");
+                return -1;
+        }
+        const char *topic = j->topic;
+        int32_t partition = j->partition;
+        int64_t slice_end = now_ms() + slice_ms;
+        int rc = 2; /* 2 more to do, 0 done, -1 failed */
         /* Batches of messages: this consumer is in no group, so no rebalance
          * callback can interleave (the reason the stream threads poll one
          * message at a time does not apply here). */
-        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(r->rk);
         rd_kafka_message_t *msgs[RESTORE_BATCH];
-        while (rc && now_ms() - t0 < timeout_ms) {
+        while (rc == 2 && now_ms() < slice_end) {
+                if (now_ms() - j->t0 >= j->timeout_ms) {
+                        snprintf(errstr, errstr_size,
+                                 "restore %s [%d] did not reach end offset %lld within %lld ms "
+                                 "(position %lld: a transaction of the previous owner is still "
+                                 "open; it ends by commit or by the coordinator's abort after "
+                                 "transaction.timeout.ms, hint: raise restore.timeout.ms if this "
+                                 "repeats)",
+                                 topic, partition, (long long)j->high, (long long)j->timeout_ms,
+                                 (long long)j->next);
+                        rc = -1;
+                        break;
+                }
                 /* what is queued now (a batch call with a timeout waits for a
-                 * full batch), else wait for one message */
-                ssize_t n = rd_kafka_consume_batch_queue(q, 0, msgs, RESTORE_BATCH);
-                if (n <= 0)
-                        n = (msgs[0] = rd_kafka_consumer_poll(r->rk, 200)) != NULL;
+                 * full batch), else wait for one message, within the slice */
+                ssize_t n = rd_kafka_consume_batch_queue(j->q, 0, msgs, RESTORE_BATCH);
+                if (n <= 0) {
+                        int64_t left = slice_end - now_ms();
+                        int wait = left < 1 ? 1 : left > 200 ? 200 : (int)left;
+                        n = (msgs[0] = rd_kafka_consumer_poll(r->rk, wait)) != NULL;
+                }
                 int stop = 0;
                 for (ssize_t i = 0; i < n; i++) {
                         rd_kafka_message_t *m = msgs[i];
-                        if (stop || !rc) {
+                        if (stop || rc != 2) {
                                 /* past the end or after an error: drop the rest */
                         } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                                if (m->partition == partition && m->offset > next)
-                                        next = m->offset;
-                                if (next >= high)
+                                if (m->partition == partition && m->offset > j->next)
+                                        j->next = m->offset;
+                                if (j->next >= j->high)
                                         rc = 0;
                         } else if (m->err) {
                                 snprintf(errstr, errstr_size, "restore %s [%d]: %s", topic,
@@ -187,7 +259,7 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                                 /* else transient: librdkafka retries the fetch */
                         } else if (m->partition != partition) {
                                 /* a leftover of an earlier restore's partition */
-                        } else if (rill_wstore_restore_add(ws, m->key, m->key_len, m->payload,
+                        } else if (rill_wstore_restore_add(j->ws, m->key, m->key_len, m->payload,
                                                            m->len)) {
                                 snprintf(errstr, errstr_size,
                                          "restore %s [%d]: record at offset %lld is not a "
@@ -197,49 +269,66 @@ int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32
                                          m->len);
                                 stop = 1;
                         } else {
-                                next = m->offset + 1;
-                                stats->records++;
-                                if (next >= high) /* the last record is the end: no marker after it */
+                                j->next = m->offset + 1;
+                                j->stats.records++;
+                                if (j->next >= j->high) /* the last record is the end: no marker after it */
                                         rc = 0;
-                                else if (++pending >= r->batch_records) {
-                                        if (rill_wstore_restore_flush(ws, next, errstr, errstr_size))
+                                else if (++j->pending >= r->batch_records) {
+                                        if (rill_wstore_restore_flush(j->ws, j->next, errstr,
+                                                                      errstr_size))
                                                 stop = 1;
-                                        pending = 0;
+                                        j->pending = 0;
                                         rill_fault("mid_restore");
                                 }
                         }
                         rd_kafka_message_destroy(m);
                 }
-                if (stop)
+                if (stop) {
+                        rc = -1;
                         break;
-                if (r->done)
-                        atomic_store(r->done, next - start);
-                if (rc && now_ms() - last_log >= 5000) {
-                        last_log = now_ms();
-                        double done = (double)(next - start) / (double)(high - start);
-                        double rate = (double)stats->records * 1000.0 / (double)(last_log - t0 + 1);
-                        rill_log(RILL_LOG_INFO, "restore_progress",
-                                 "topic=%s partition=%d records=%lld percent=%.1f eta_s=%.0f",
-                                 topic, partition, (long long)stats->records, done * 100.0,
-                                 rate > 0 ? (double)(high - next) / rate : -1.0);
                 }
+                if (rc == 2)
+                        errstr[0] = '\0'; /* a transient fetch error, retried */
         }
-        rd_kafka_queue_destroy(q);
-        if (rc == 0 && rill_wstore_restore_flush(ws, next, errstr, errstr_size))
+        if (r->done)
+                atomic_store(r->done, j->next - j->start);
+        if (rc == 2 && now_ms() - j->last_log >= 5000) {
+                j->last_log = now_ms();
+                double done = (double)(j->next - j->start) / (double)(j->high - j->start);
+                double rate = (double)j->stats.records * 1000.0 / (double)(j->last_log - j->t0 + 1);
+                rill_log(RILL_LOG_INFO, "restore_progress",
+                         "topic=%s partition=%d records=%lld percent=%.1f eta_s=%.0f", topic,
+                         partition, (long long)j->stats.records, done * 100.0,
+                         rate > 0 ? (double)(j->high - j->next) / rate : -1.0);
+        }
+        if (rc == 0 && rill_wstore_restore_flush(j->ws, j->next, errstr, errstr_size))
                 rc = -1;
-        else if (rc && !*errstr)
-                snprintf(errstr, errstr_size,
-                         "restore %s [%d] did not reach end offset %lld within %lld ms "
-                         "(position %lld: a transaction of the previous owner is still open; "
-                         "it ends by commit or by the coordinator's abort after "
-                         "transaction.timeout.ms, hint: raise restore.timeout.ms if this repeats)",
-                         topic, partition, (long long)high, (long long)timeout_ms,
-                         (long long)next);
-        rd_kafka_assign(r->rk, NULL);
-        stats->elapsed_ms = now_ms() - t0;
-        if (rc == 0)
-                rill_log(RILL_LOG_INFO, "restore_done",
-                         "topic=%s partition=%d records=%lld elapsed_ms=%lld", topic, partition,
-                         (long long)stats->records, (long long)stats->elapsed_ms);
+        if (rc != 2) {
+                end_job(r);
+                if (rc == 0)
+                        rill_log(RILL_LOG_INFO, "restore_done",
+                                 "topic=%s partition=%d records=%lld elapsed_ms=%lld", topic,
+                                 partition, (long long)j->stats.records,
+                                 (long long)j->stats.elapsed_ms);
+        }
+        if (stats)
+                *stats = j->stats;
+        return rc;
+}
+
+int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32_t partition,
+                 int64_t timeout_ms, rill_restore_stats_t *stats, char *errstr,
+                 size_t errstr_size) {
+        memset(stats, 0, sizeof(*stats));
+        int rc = rill_restore_begin(r, ws, topic, partition, timeout_ms, errstr, errstr_size);
+        if (rc == 2) {
+                *stats = r->job.stats;
+                return 0;
+        }
+        while (rc == 0) /* each step is bounded; the whole by timeout_ms */
+                if ((rc = rill_restore_step(r, 1000, stats, errstr, errstr_size)) == 2)
+                        rc = 0;
+                else
+                        return rc;
         return rc;
 }

@@ -43,7 +43,23 @@ int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t par
  *  read by the metrics endpoint; NULL to stop reporting. */
 void rill_restorer_progress(rill_restorer_t *r, atomic_llong *done, atomic_llong *total);
 
-/** Restore ws from topic/partition. @returns 0 done, 1 when the store is
+/** Restore in slices, one restore at a time per restorer (the stream
+ *  thread restores between its polls, so its consumer keeps polling whatever
+ *  the state size). rill_restore_begin reads the end and starts reading:
+ *  @returns 0 started (call rill_restore_step), 2 nothing to read (done), 1
+ *  the store does not belong to this changelog (see rill_restore), -1 error.
+ *  rill_restore_step reads for at most about slice_ms: @returns 2 more to
+ *  read, 0 done (stats filled), -1 failed or past timeout_ms (errstr); the
+ *  restore is over unless 2. rill_restore_abandon ends the restore in
+ *  progress (a revocation): the store keeps the prefix flushed so far, with
+ *  its changelog offset. @locality the owning stream thread. */
+int rill_restore_begin(rill_restorer_t *r, rill_wstore_t *ws, const char *topic,
+                       int32_t partition, int64_t timeout_ms, char *errstr, size_t errstr_size);
+int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t *stats,
+                      char *errstr, size_t errstr_size);
+void rill_restore_abandon(rill_restorer_t *r);
+
+/** Restore ws from topic/partition, all at once (begin + steps). @returns 0 done, 1 when the store is
  *  ahead of or behind the changelog (a different incarnation of the topic:
  *  the caller wipes the store and restores from the start), -1 on error.
  *  @locality the owning stream thread. */

@@ -7,7 +7,7 @@ process (VmHWM) stays under the budget plus the documented fixed overhead
 in Kafka and in Postgres. memory.limit.mb is the process's whole allowance:
 the engine reserves the fixed overhead (64 MB + 256 KB per aggregation
 partition + 8 MB per stream thread) out of it and divides the rest, so the
-bound checked is the setting itself: budget (40 MB here) + overhead (112 MB).
+bound checked is the setting itself: budget (48 MB here) + overhead (104 MB).
 
 The budget is given as RILL_MEMORY_LIMIT_MB (environment), not as a flag: a
 binary from before the setting ignores the variable, so the same test shows
@@ -26,7 +26,7 @@ SELLERS = 100_000
 EVENTS = 200_000
 THREADS = 2
 # the smallest limit the engine accepts for 96 partitions and 2 threads:
-# 112 MB reserved overhead (docs/operations.md, "Memory": 64 MB + 96 x 256 KB
+# 104 MB reserved overhead (docs/operations.md, "Memory": 64 MB + 96 x 256 KB
 # + 2 x 8 MB) + 48 MB of caches and buffers (2 x 64 KB write buffers per
 # store in a quarter of the budget)
 LIMIT_MB = 152

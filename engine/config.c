@@ -58,6 +58,8 @@ static const rill_confdef_t engine_defs[] = {
      "Longest time a task may take to restore its store from the changelog"},
     {"restore.batch.records", RILL_CONF_INT, "20000", 1, 10000000,
      "Changelog records per RocksDB write batch during restore"},
+    {"memory.limit.mb", RILL_CONF_INT, "1024", 128, 1048576,
+     "Memory limit of the process in MB; set it to the container's limit. RocksDB, the write cache and the Kafka clients' queues are sized to fit it after a reserved overhead (docs/operations.md, Memory)"},
     {"http.port", RILL_CONF_INT, "0", 0, 65535,
      "Port of the HTTP endpoint (/healthz, /readyz, /metrics, /query); 0 = off"},
     {"log.level", RILL_CONF_STR, "info", 0, 0, "Log level: debug, info, warn, error"},

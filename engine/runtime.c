@@ -17,6 +17,7 @@
 #include "fault.h"
 #include "kafka_admin.h"
 #include "log.h"
+#include "memory.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -254,6 +255,27 @@ static int check_timeouts(rill_app_t *app, char *errstr, size_t errstr_size) {
 
 /* ---- lifecycle -------------------------------------------------------------------------- */
 
+/* memory.limit.mb divided (engine/memory.h) once the partitions are known;
+ * the stores take their share here, the Kafka clients in rill_worker_new. */
+static int plan_memory(rill_app_t *app, char *errstr, size_t errstr_size) {
+        rill_memplan_t mp;
+        if (rill_memplan(rill_conf_get_int(app->conf, "memory.limit.mb"), app->partitions,
+                         app->nthreads, &mp, errstr, errstr_size))
+                return -1;
+        rill_wstore_memory_t wm = {mp.block_cache_bytes, mp.write_buffer_bytes,
+                                   mp.max_write_buffers, mp.write_cache_bytes};
+        rill_wstore_set_memory(&wm);
+        rill_log(RILL_LOG_INFO, "memory_plan",
+                 "limit_mb=%lld reserved_mb=%lld budget_mb=%lld block_cache_bytes=%zu "
+                 "write_buffer_bytes=%zu write_buffers=%d stores=%d write_cache_bytes=%zu "
+                 "consumer_queued_min_messages=%s producer_max_messages=%s",
+                 (long long)mp.limit_mb, (long long)mp.reserved_mb, (long long)mp.budget_mb,
+                 mp.block_cache_bytes, mp.write_buffer_bytes, mp.max_write_buffers,
+                 app->partitions, mp.write_cache_bytes, mp.consumer[0].value,
+                 mp.producer[0].value);
+        return 0;
+}
+
 rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *errstr,
                          size_t errstr_size) {
         if (rill_fault_init(errstr, errstr_size))
@@ -305,6 +327,8 @@ rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *e
                 goto fail;
         if (prepare_state_dir(app, errstr, errstr_size) ||
             prepare_topics(app, errstr, errstr_size))
+                goto fail;
+        if (plan_memory(app, errstr, errstr_size))
                 goto fail;
         if (app->pgspec.dsn && *app->pgspec.dsn) {
                 rill_pgsink_t *pg = rill_pgsink_connect(&app->pgspec, errstr, errstr_size);

@@ -35,6 +35,7 @@
  * and producer flush calls made here.
  */
 #include "internal.h"
+#include "memory.h"
 #include "fault.h"
 #include "kafka_admin.h"
 #include "log.h"
@@ -1107,6 +1108,13 @@ static int make_producer(rill_worker_t *w, char *errstr, size_t errstr_size) {
          * (100 ms by default). 10 ms cut the mean commit cycle from 42 to
          * 17 ms here. Overridable with -X retry.backoff.ms=. */
         default_kafka(app, pc, "retry.backoff.ms", "10");
+        /* queue bounds within memory.limit.mb's share (engine/memory.h) */
+        rill_memplan_t mp;
+        char merr[256];
+        if (rill_memplan(rill_conf_get_int(app->conf, "memory.limit.mb"), app->partitions,
+                         app->nthreads, &mp, merr, sizeof(merr)) == 0)
+                for (const rill_kafka_default_t *d = mp.producer; d->key; d++)
+                        default_kafka(app, pc, d->key, d->value);
         rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
         rd_kafka_conf_set_opaque(pc, w);
         w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
@@ -1182,9 +1190,14 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
          * 100k 5.8/220, 150k 4.9-5.7/200-215, 200k 3.8/240-270, 300k
          * 2.9-3.0/305-320, unbounded with 32 MB 2.8-3.2/400-440. 300k it is;
          * smaller fetches per partition (256 KB) overshoot the bound less.
+         * Both at most, within memory.limit.mb's share (engine/memory.h).
          * All overridable with -X. */
-        default_kafka(app, cc, "queued.min.messages", "300000");
-        default_kafka(app, cc, "max.partition.fetch.bytes", "262144");
+        rill_memplan_t mp;
+        if (rill_memplan(rill_conf_get_int(app->conf, "memory.limit.mb"), app->partitions,
+                         app->nthreads, &mp, errstr, errstr_size))
+                goto fail_cc;
+        for (const rill_kafka_default_t *d = mp.consumer; d->key; d++)
+                default_kafka(app, cc, d->key, d->value);
         /* partitions added to the input are seen (and assigned) within 5 s,
          * not librdkafka's 5 minutes: see check_sources */
         default_kafka(app, cc, "topic.metadata.refresh.interval.ms", "5000");
@@ -1203,9 +1216,10 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         rd_kafka_conf_t *rc = base_conf(app);
         /* The same fetch stall, for changelog restores: they consume ~1M
          * records/s per thread, so a count bound that outlasts the pause
-         * would be large; bound by bytes instead (restores are transient). */
-        default_kafka(app, rc, "queued.min.messages", "10000000");
-        default_kafka(app, rc, "queued.max.messages.kbytes", "32768");
+         * would be large; bound by bytes (32 MB at most) and by
+         * memory.limit.mb's share (engine/memory.h). */
+        for (const rill_kafka_default_t *d = mp.restorer; d->key; d++)
+                default_kafka(app, rc, d->key, d->value);
         /* it also reads the log start and end of input partitions (the idle
          * rule): one added while running must be known to it within 5 s */
         default_kafka(app, rc, "topic.metadata.refresh.interval.ms", "5000");
@@ -1400,7 +1414,10 @@ static void run_loop(rill_worker_t *w) {
                 }
                 /* an advance commits at once: its watermark then carries the
                  * input offset it was decided at, before any later record */
-                if (advanced || now - w->last_commit_ms >= w->app->commit_ms) {
+                /* a write cache over its memory budget commits early: only
+                 * committed windows can leave memory */
+                if (advanced || now - w->last_commit_ms >= w->app->commit_ms ||
+                    rill_wstore_cache_over_budget()) {
                         commit_all(w, "interval");
                         w->commit_total_ms += rill_now_mono_ms() - now;
                 }

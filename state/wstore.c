@@ -14,6 +14,16 @@
  * memtable lookups saved). Clean entries are dropped when the cache holds
  * more than CACHE_MAX windows; an abort (discard) empties it.
  *
+ * Memory (memory.limit.mb, engine/memory.h): every store of the process
+ * shares one RocksDB block cache and one write-cache budget, set once by
+ * rill_wstore_set_memory before the first store opens. The write cache counts
+ * its bytes process-wide (entries and bucket arrays); over the budget, a
+ * commit drops the store's clean entries and a read caches nothing. Dirty
+ * entries cannot leave before their commit (RocksDB holds committed state
+ * only), so they are bounded by the windows touched in one commit interval;
+ * beyond the budget they are logged (write_cache_over_budget), and
+ * rill_wstore_cache_over_budget() tells a caller to commit early.
+ *
  * Meta keys start with 0xff; window keys start with the big-endian window
  * start with its sign bit flipped, so every real window key sorts below 0xff
  * unless its start is beyond year 292 million -- impossible after the event
@@ -26,6 +36,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdio.h>
@@ -70,7 +81,75 @@ struct rill_wstore {
         size_t sources_len, sources_staged_len;
         centry_t **buckets;
         size_t nbuckets, ncached, ndirty;
+        size_t cache_bytes; /* this store's part of write_cache_used */
 };
+
+/* ---- process-wide memory settings ----------------------------------------------
+ * Written by rill_wstore_set_memory on the application thread before any
+ * store opens, read-only afterwards; write_cache_used is shared by every
+ * stream thread (atomic). */
+
+static size_t block_cache_bytes = 64 << 20, write_buffer_bytes = 8 << 20;
+static int max_write_buffers = 2;
+static size_t write_cache_budget = (size_t)256 << 20;
+static atomic_size_t write_cache_used;
+static atomic_llong over_budget_logged_ms;
+
+static rocksdb_cache_t *block_cache;
+static pthread_once_t block_cache_once = PTHREAD_ONCE_INIT;
+static void block_cache_create(void) { block_cache = rocksdb_cache_create_lru(block_cache_bytes); }
+
+static rocksdb_cache_t *shared_block_cache(void) {
+        pthread_once(&block_cache_once, block_cache_create);
+        return block_cache;
+}
+
+void rill_wstore_set_memory(const rill_wstore_memory_t *m) {
+        block_cache_bytes = m->block_cache_bytes;
+        write_buffer_bytes = m->write_buffer_bytes;
+        max_write_buffers = m->max_write_buffers;
+        write_cache_budget = m->write_cache_bytes;
+        if (block_cache) /* already made by an earlier store (tests) */
+                rocksdb_cache_set_capacity(block_cache, block_cache_bytes);
+}
+
+size_t rill_wstore_cache_bytes(void) { return atomic_load(&write_cache_used); }
+
+int rill_wstore_cache_over_budget(void) {
+        return atomic_load(&write_cache_used) > write_cache_budget;
+}
+
+static size_t entry_cost(size_t key_len) { return sizeof(centry_t) + key_len + 16; }
+
+static void cache_account(rill_wstore_t *ws, size_t add, size_t sub) {
+        ws->cache_bytes += add;
+        ws->cache_bytes -= sub;
+        if (add)
+                atomic_fetch_add(&write_cache_used, add);
+        if (sub)
+                atomic_fetch_sub(&write_cache_used, sub);
+}
+
+static int64_t now_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Dirty entries over the budget: say so, at most once a minute a process. */
+static void over_budget_check(rill_wstore_t *ws) {
+        size_t used = atomic_load(&write_cache_used);
+        if (used <= write_cache_budget)
+                return;
+        long long t = now_ms(), last = atomic_load(&over_budget_logged_ms);
+        if (t - last < 60000 || !atomic_compare_exchange_strong(&over_budget_logged_ms, &last, t))
+                return;
+        rill_log(RILL_LOG_WARN, "write_cache_over_budget",
+                 "used_bytes=%zu budget_bytes=%zu dirty_windows=%zu hint=\"changes since the last "
+                 "commit exceed the write cache's share of memory.limit.mb; lower "
+                 "commit.interval.ms or raise memory.limit.mb\"",
+                 used, write_cache_budget, ws->ndirty);
+}
 
 /* ---- the write cache ---------------------------------------------------------- */
 
@@ -93,6 +172,9 @@ static centry_t *cache_find(rill_wstore_t *ws, uint64_t h, int64_t wstart, const
 static void cache_grow(rill_wstore_t *ws) {
         size_t n = ws->nbuckets * 2;
         centry_t **b = calloc(n, sizeof(*b));
+        if (!b)
+                return; /* longer chains, still correct */
+        cache_account(ws, n * sizeof(*b), ws->nbuckets * sizeof(*b));
         for (size_t i = 0; i < ws->nbuckets; i++) {
                 centry_t *e = ws->buckets[i], *next;
                 for (; e; e = next) {
@@ -122,6 +204,7 @@ static centry_t *cache_upsert(rill_wstore_t *ws, int64_t wstart, const char *key
         e->next = ws->buckets[h & (ws->nbuckets - 1)];
         ws->buckets[h & (ws->nbuckets - 1)] = e;
         ws->ncached++;
+        cache_account(ws, entry_cost(len), 0);
         return e;
 }
 
@@ -130,6 +213,7 @@ static void cache_clear(rill_wstore_t *ws) {
                 centry_t *e = ws->buckets[i], *next;
                 for (; e; e = next) {
                         next = e->next;
+                        cache_account(ws, 0, entry_cost(e->key_len));
                         free(e);
                 }
                 ws->buckets[i] = NULL;
@@ -137,10 +221,26 @@ static void cache_clear(rill_wstore_t *ws) {
         ws->ncached = ws->ndirty = 0;
 }
 
+#define NBUCKETS_MIN 64
+
+/* An empty cache gives its bucket array back (it grew with the windows). */
+static void cache_shrink(rill_wstore_t *ws) {
+        if (ws->ncached || ws->nbuckets <= NBUCKETS_MIN)
+                return;
+        centry_t **b = calloc(NBUCKETS_MIN, sizeof(*b));
+        if (!b)
+                return;
+        cache_account(ws, NBUCKETS_MIN * sizeof(*b), ws->nbuckets * sizeof(*b));
+        free(ws->buckets);
+        ws->buckets = b;
+        ws->nbuckets = NBUCKETS_MIN;
+}
+
 /* After a commit: every entry is now what RocksDB holds. Deleted windows
- * leave the cache; the rest stay as clean entries unless there are too many. */
+ * leave the cache; the rest stay as clean entries unless there are too many
+ * or the process's write cache is over its budget. */
 static void cache_committed(rill_wstore_t *ws) {
-        int keep = ws->ncached <= CACHE_MAX;
+        int keep = ws->ncached <= CACHE_MAX && !rill_wstore_cache_over_budget();
         for (size_t i = 0; i < ws->nbuckets; i++) {
                 centry_t **pp = &ws->buckets[i];
                 while (*pp) {
@@ -151,17 +251,21 @@ static void cache_committed(rill_wstore_t *ws) {
                                 continue;
                         }
                         *pp = e->next;
+                        cache_account(ws, 0, entry_cost(e->key_len));
                         free(e);
                         ws->ncached--;
                 }
         }
         ws->ndirty = 0;
+        cache_shrink(ws);
 }
 
 static void mark_dirty(rill_wstore_t *ws, centry_t *e) {
         if (!e->dirty) {
                 e->dirty = 1;
                 ws->ndirty++;
+                if ((ws->ndirty & 1023) == 0)
+                        over_budget_check(ws);
         }
 }
 
@@ -197,16 +301,6 @@ int rill_wstore_mkdirs(const char *dir) {
         return mkdir(tmp, 0750) && errno != EEXIST ? -1 : 0;
 }
 
-/* One LRU block cache for every store of the process (RocksDB caches are
- * thread-safe), created once on first use from whichever thread gets there. */
-static rocksdb_cache_t *block_cache;
-static pthread_once_t block_cache_once = PTHREAD_ONCE_INIT;
-static void block_cache_create(void) { block_cache = rocksdb_cache_create_lru(64 << 20); }
-
-static rocksdb_cache_t *shared_block_cache(void) {
-        pthread_once(&block_cache_once, block_cache_create);
-        return block_cache;
-}
 
 static int64_t meta_get_int(rill_wstore_t *ws, const char *mkey, int64_t def, char **err) {
         size_t len = 0;
@@ -225,20 +319,26 @@ static rill_wstore_t *open_db(const char *dir, char **err) {
         ws->opts = rocksdb_options_create();
         rocksdb_options_set_create_if_missing(ws->opts, 1);
         rocksdb_options_set_paranoid_checks(ws->opts, 1);
-        rocksdb_options_set_write_buffer_size(ws->opts, 8 << 20);
-        rocksdb_options_set_max_write_buffer_number(ws->opts, 2);
+        /* memory.limit.mb's share of write buffers, per store (no write
+         * buffer manager in the C API: engine/memory.h) */
+        rocksdb_options_set_write_buffer_size(ws->opts, write_buffer_bytes);
+        rocksdb_options_set_max_write_buffer_number(ws->opts, max_write_buffers);
         rocksdb_options_set_max_open_files(ws->opts, 64);
         rocksdb_options_set_info_log_level(ws->opts, 3 /* error */);
         rocksdb_options_set_keep_log_file_num(ws->opts, 2);
         rocksdb_block_based_table_options_t *bbo = rocksdb_block_based_options_create();
         rocksdb_block_based_options_set_block_cache(bbo, shared_block_cache());
+        /* index and filter blocks in the shared cache too, so the table
+         * readers of 64 open files per store are bounded by it */
+        rocksdb_block_based_options_set_cache_index_and_filter_blocks(bbo, 1);
         rocksdb_options_set_block_based_table_factory(ws->opts, bbo);
         rocksdb_block_based_options_destroy(bbo);
         ws->ropts = rocksdb_readoptions_create();
         rocksdb_readoptions_set_verify_checksums(ws->ropts, 1);
         ws->wopts = rocksdb_writeoptions_create();
-        ws->nbuckets = 64;
+        ws->nbuckets = NBUCKETS_MIN;
         ws->buckets = calloc(ws->nbuckets, sizeof(*ws->buckets));
+        cache_account(ws, ws->nbuckets * sizeof(*ws->buckets), 0);
         ws->db = rocksdb_open(ws->opts, dir, err);
         if (!ws->db) {
                 rill_wstore_close(ws);
@@ -463,6 +563,7 @@ void rill_wstore_close(rill_wstore_t *ws) {
         if (!ws)
                 return;
         cache_clear(ws);
+        cache_account(ws, 0, ws->cache_bytes); /* the bucket array */
         free(ws->buckets);
         free(ws->sources);
         free(ws->sources_staged);
@@ -511,6 +612,8 @@ int rill_wstore_get(rill_wstore_t *ws, int64_t wstart, const char *key, size_t k
                 snprintf(errstr, errstr_size, "state store holds an undecodable value (corrupt)");
                 return rc;
         }
+        if (atomic_load(&write_cache_used) + entry_cost(key_len) > write_cache_budget)
+                return rc; /* over the budget: read again next time */
         e = cache_upsert(ws, wstart, key, key_len); /* clean: as RocksDB has it */
         e->agg = *agg;
         e->deleted = 0;
@@ -781,6 +884,7 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
 
 void rill_wstore_discard(rill_wstore_t *ws) {
         cache_clear(ws);
+        cache_shrink(ws);
         free(ws->sources_staged);
         ws->sources_staged = NULL, ws->sources_staged_len = 0;
         ws->closed_bound_staged = INT64_MIN;

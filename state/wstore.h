@@ -48,6 +48,27 @@ typedef struct rill_wstore_open_opts {
         int transient_retries; /* retries of a transient error */
 } rill_wstore_open_opts_t;
 
+/* ---- process-wide memory (memory.limit.mb, engine/memory.h) ------------------ */
+
+typedef struct rill_wstore_memory {
+        size_t block_cache_bytes;  /* one LRU block cache for every store */
+        size_t write_buffer_bytes; /* RocksDB write_buffer_size of each store */
+        int max_write_buffers;     /* RocksDB max_write_buffer_number of each store */
+        size_t write_cache_bytes;  /* the write caches of all stores together */
+} rill_wstore_memory_t;
+
+/** Set the memory of every store opened from now on (defaults: 64 MB block
+ *  cache, 2 x 8 MB write buffers, 256 MB of write cache).
+ *  @locality the application thread, before any store opens. */
+void rill_wstore_set_memory(const rill_wstore_memory_t *m);
+/** Bytes held by the write caches of all stores of the process.
+ *  @locality any thread. */
+size_t rill_wstore_cache_bytes(void);
+/** 1 when the write caches hold more than their budget: only changes since
+ *  the last commit remain, so committing sooner is what frees memory.
+ *  @locality any thread. */
+int rill_wstore_cache_over_budget(void);
+
 /** Open (creating if missing) the store at dir. identity names the owner
  *  (application, changelog topic, partition).
  *

@@ -787,6 +787,42 @@ def test_statefulset_invariants(k8s):
         "service links inject <SERVICE>_PORT variables that can shadow RILL_* settings"
 
 
+def mebibytes(q):
+    """A Kubernetes memory quantity in MiB."""
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|M|G)?", str(q))
+    assert m, f"memory quantity {q!r} not understood"
+    n, unit = int(m.group(1)), m.group(2) or ""
+    return n * {"": 1 / 2**20, "Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "M": 1e6 / 2**20,
+                "G": 1e9 / 2**20}[unit]
+
+
+def test_k8s_memory_limit_is_the_engines_memory_limit(k8s):
+    """memory.limit.mb comes from the container's own resources.limits.memory
+    (downward API, in MiB), so the number is in one place; the ConfigMap must
+    not set a second one; and the limit fits what the engine needs for the
+    configured partitions and threads (engine/memory.h: 64 MB + 256 KB per
+    partition + 8 MB per thread reserved, plus max(16, partitions / 2,
+    threads x 14) MB), sized for one pod owning every partition."""
+    sts = k8s["StatefulSet/sales-aggregator"]
+    c = next(c for c in sts["spec"]["template"]["spec"]["containers"] if c["name"] == "aggregator")
+    env = {e["name"]: e for e in c["env"]}
+    ref = env["RILL_MEMORY_LIMIT_MB"]["valueFrom"]["resourceFieldRef"]
+    assert ref["resource"] == "limits.memory" and ref.get("containerName", c["name"]) == c["name"]
+    assert mebibytes(ref["divisor"]) == 1, "memory.limit.mb is in MiB: divisor 1Mi"
+    cm = {k: v for s in c.get("envFrom", []) if "configMapRef" in s
+          for k, v in k8s[f"ConfigMap/{s['configMapRef']['name']}"]["data"].items()}
+    assert "RILL_MEMORY_LIMIT_MB" not in cm, "a second memory number in the ConfigMap"
+    limit = mebibytes(c["resources"]["limits"]["memory"])
+    threads = int(cm.get("RILL_NUM_STREAM_THREADS", "1"))
+    # the partition count the ConfigMap is written for ("# 12 input partitions ...")
+    m = re.search(r"#\s*(\d+) input partitions", (K8S / "aggregator-config.yaml").read_text())
+    assert m, "aggregator-config.yaml no longer says how many input partitions it is sized for"
+    partitions = int(m.group(1))
+    needed = 64 + -(-partitions * 256 // 1024) + 8 * threads + max(16, -(-partitions // 2), 14 * threads)
+    assert limit >= needed, f"limits.memory {limit} MiB < {needed} MiB the engine needs"
+    assert mebibytes(c["resources"]["requests"]["memory"]) <= limit
+
+
 def test_pdb_and_service_select_exactly_the_aggregator_pods(k8s):
     sts = k8s["StatefulSet/sales-aggregator"]
     labels = sts["spec"]["template"]["metadata"]["labels"]

@@ -467,6 +467,51 @@ static void lock_released_while_waiting(void **s) {
         rill_wstore_close(second);
 }
 
+/* memory.limit.mb's write-cache share: clean windows leave the cache once the
+ * process's write caches hold more than it, reads over it are not cached,
+ * and every value stays right (it comes from RocksDB instead). */
+static void write_cache_bounded_by_budget(void **s) {
+        (void)s;
+        int wiped;
+        const size_t budget = 256 * 1024;
+        rill_wstore_memory_t m = {8 << 20, 1 << 20, 2, budget};
+        rill_wstore_set_memory(&m);
+        rill_wstore_t *ws = open_store("app|cl|9", &wiped);
+        size_t base = rill_wstore_cache_bytes();
+        rill_agg_t a = {0, 1, 0, 0}, out;
+        char key[32];
+        for (int round = 0; round < 3; round++) {
+                for (int i = 0; i < 20000; i++) { /* ~2.4 MB of entries, 10x the budget */
+                        int n = snprintf(key, sizeof(key), "seller-%d", i);
+                        if (round && rill_wstore_get(ws, 0, key, (size_t)n, &out, err, sizeof(err)) == 1)
+                                a.sum = out.sum + 1;
+                        else
+                                a.sum = 1;
+                        rill_wstore_put(ws, 0, key, (size_t)n, &a);
+                }
+                assert_true(rill_wstore_cache_over_budget()); /* dirty: cannot leave */
+                assert_int_equal(rill_wstore_apply(ws, round + 1, 0, err, sizeof(err)), 0);
+                /* committed: the clean entries went, down to the empty table */
+                assert_true(rill_wstore_cache_bytes() - base <= budget);
+                assert_false(rill_wstore_cache_over_budget());
+        }
+        for (int i = 0; i < 20000; i += 997) {
+                int n = snprintf(key, sizeof(key), "seller-%d", i);
+                assert_int_equal(rill_wstore_get(ws, 0, key, (size_t)n, &out, err, sizeof(err)), 1);
+                assert_int_equal(out.sum, 3);
+        }
+        /* reads of committed windows over the budget are not cached */
+        for (int i = 0; i < 20000; i++) {
+                int n = snprintf(key, sizeof(key), "seller-%d", i);
+                assert_int_equal(rill_wstore_get(ws, 0, key, (size_t)n, &out, err, sizeof(err)), 1);
+        }
+        assert_true(rill_wstore_cache_bytes() - base <= budget + 4096);
+        rill_wstore_close(ws);
+        assert_int_equal(rill_wstore_cache_bytes(), 0);
+        rill_wstore_memory_t d = {64 << 20, 8 << 20, 2, (size_t)256 << 20};
+        rill_wstore_set_memory(&d);
+}
+
 int main(void) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(cache_then_apply_then_reopen, setup, teardown),
@@ -482,6 +527,7 @@ int main(void) {
             cmocka_unit_test_setup_teardown(lock_held_in_process_is_not_wiped, setup, teardown),
             cmocka_unit_test_setup_teardown(too_many_open_files_is_not_wiped, setup, teardown),
             cmocka_unit_test_setup_teardown(meta_keys_out_of_window_range, setup, teardown),
-            cmocka_unit_test_setup_teardown(lock_released_while_waiting, setup, teardown)};
+            cmocka_unit_test_setup_teardown(lock_released_while_waiting, setup, teardown),
+            cmocka_unit_test_setup_teardown(write_cache_bounded_by_budget, setup, teardown)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -953,7 +953,15 @@ def test_the_aggregator_accepts_the_configured_values(accepted, compose, k8s, tm
     env = dict(runtime_env)
     for src in c.get("envFrom", []):
         env.update(k8s[f"ConfigMap/{src['configMapRef']['name']}"]["data"])
-    env.update({e["name"]: e.get("value", "sales-aggregator-0") for e in c["env"]})
+    def resolved(e):
+        """What Kubernetes puts there: a resource field in its divisor's
+        units, a pod field (metadata.name) as the first pod's name."""
+        ref = e.get("valueFrom", {}).get("resourceFieldRef")
+        if ref:
+            return str(mebibytes(c["resources"][ref["resource"].split(".")[0]][ref["resource"].split(".")[1]])
+                       // mebibytes(ref.get("divisor", "1Mi")))
+        return e.get("value", "sales-aggregator-0")
+    env.update({e["name"]: resolved(e) for e in c["env"]})
     sets["k8s StatefulSet"] = env
     closed = _free_port()
     procs = {}

@@ -297,8 +297,12 @@ class Aggregator:
     """One sales-aggregator process with its own state directory and log."""
 
     def __init__(self, app_id, *flags, state_dir=None, env_extra=None, input_topic="sales-usd",
-                 output_topic="aggregated-sales", table="aggregated_sales", pg_dsn=PG_DSN):
-        """pg_dsn=None runs without the Postgres sink."""
+                 output_topic="aggregated-sales", table="aggregated_sales", pg_dsn=PG_DSN,
+                 prefix=()):
+        """pg_dsn=None runs without the Postgres sink. prefix: words put before
+        the program, e.g. ("ip", "netns", "exec", NS) to run it in another
+        network namespace (the process started is then the prefix's, which
+        execs the aggregator: same pid, same signals)."""
         self.app_id = app_id
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="rill-state-")
         pg_flags = ["--pg-dsn", pg_dsn, "--pg-table", table] if pg_dsn else ["--pg-dsn", "none"]
@@ -308,6 +312,7 @@ class Aggregator:
                       "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
                       *flags]
         self.env_extra = env_extra or {}
+        self.prefix = list(prefix)
         self.proc = None
         self.log_path = None
         self.logs = []
@@ -319,7 +324,7 @@ class Aggregator:
         e = dict(os.environ)
         e.update(self.env_extra)
         e.update(env_extra or {})
-        self.proc = subprocess.Popen([os.path.join(BUILD, "sales-aggregator"), *self.flags],
+        self.proc = subprocess.Popen([*self.prefix, os.path.join(BUILD, "sales-aggregator"), *self.flags],
                                      stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=e)
         _started.append(self.proc)
         return self
@@ -392,19 +397,22 @@ def aligned_base(window_ms, minutes_ago=20):
 # ---- a network cut, on loopback ------------------------------------------------------
 
 class TcpProxy:
-    """A TCP proxy on 127.0.0.1 in front of one server. cut() closes every
+    """A TCP proxy on 127.0.0.1 (or bind_host) in front of one server. cut() closes every
     connection and refuses new ones (a server gone away); freeze() keeps the
     connections open but forwards nothing (a network cut: the peer sees
     silence, not an error); heal() forwards again. Threads, all bounded by
     the sockets' lifetime; close() ends them."""
 
-    def __init__(self, target_host, target_port):
+    def __init__(self, target_host, target_port, bind_host="127.0.0.1"):
+        """bind_host: the local address to listen on (e.g. the host side of a
+        veth pair, for a client in another network namespace)."""
         import socket
         import threading
         self.target = (target_host, target_port)
+        self.bind_host = bind_host
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.bind((bind_host, 0))
         self.lsock.listen(64)
         self.port = self.lsock.getsockname()[1]
         self.state = "open"
@@ -483,7 +491,7 @@ class TcpProxy:
     def dsn(self, dsn):
         """dsn with host and port replaced by this proxy's."""
         import re
-        d = re.sub(r"\bhost=\S+", "host=127.0.0.1", dsn)
+        d = re.sub(r"\bhost=\S+", f"host={self.bind_host}", dsn)
         return re.sub(r"\bport=\S+", f"port={self.port}", d)
 
     def pg_env(self):

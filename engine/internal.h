@@ -52,7 +52,12 @@ typedef enum { RILL_TASK_SOURCE, RILL_TASK_AGG } rill_task_kind_t;
  * restored; then running (input resumed). Only a running task processes,
  * flushes or commits anything; the stages before run in the thread's loop,
  * between polls, never in the rebalance callback. */
-typedef enum { RILL_STAGE_POSITIONS, RILL_STAGE_RESTORE, RILL_STAGE_RUNNING } rill_stage_t;
+typedef enum {
+        RILL_STAGE_POSITIONS, /* its committed offset (and progress) to load */
+        RILL_STAGE_RESTORE,   /* its store to restore */
+        RILL_STAGE_REWIND,    /* paused, to seek back to refetch_from (a rewind that failed) */
+        RILL_STAGE_RUNNING
+} rill_stage_t;
 
 /** A task: the unit of work of one input partition. Owned by one worker. */
 typedef struct rill_task {
@@ -61,6 +66,7 @@ typedef struct rill_task {
         int64_t assigned_ms;  /* mono, when assigned: bounds loading positions */
         int64_t refetch_from; /* the first record dropped before running, -1 none */
         int restore_started, restore_full;
+        int close_due;        /* event time crossed a window end + grace since the last commit */
         const char *topic; /* points at app's topic names */
         int32_t partition;
         /* input offsets */

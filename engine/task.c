@@ -49,6 +49,8 @@
  * at most 6 bytes (\u00XX), the rest of a record is a few hundred bytes.
  * An application's format that still does not fit gets doubling buffers up
  * to RESULT_MAX; past that the result goes to the dead-letter topic. */
+static void note_close_due(const rill_app_t *app, rill_task_t *t, int64_t from, int64_t to);
+
 #define RESULT_FIXED 1024
 #define RESULT_MAX (1 << 20)
 
@@ -269,8 +271,10 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
                 return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
                                                errstr_size);
         }
-        if (ev.ts_ms > t->progress)
+        if (ev.ts_ms > t->progress) {
+                note_close_due(app, t, t->progress, ev.ts_ms);
                 t->progress = ev.ts_ms;
+        }
         /* value: [1][amount BE][event time BE][original bytes] */
         size_t len = RILL_REPART_HDR + m->len;
         unsigned char stackbuf[4096], *buf = len <= sizeof(stackbuf) ? stackbuf : malloc(len);
@@ -332,6 +336,17 @@ static void be32_put(unsigned char *p, int32_t v) {
         p[3] = (unsigned char)v;
 }
 
+/* Event time moved from `from` to `to`: a window may close now (a source's
+ * watermark or an aggregation's stream time crossed a window end + grace).
+ * The thread commits early when the task is caught up, so a result does not
+ * wait for the next commit interval (worker.c run_loop). */
+static void note_close_due(const rill_app_t *app, rill_task_t *t, int64_t from, int64_t to) {
+        if (from == INT64_MIN ||
+            rill_window_close_bound(app->window_ms, app->grace_ms, from) !=
+                rill_window_close_bound(app->window_ms, app->grace_ms, to))
+                t->close_due = 1;
+}
+
 static int32_t be32_get(const unsigned char *p) {
         return (int32_t)(((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) |
                          p[3]);
@@ -358,8 +373,10 @@ static int source_progress(rill_worker_t *w, rill_task_t *t, const rd_kafka_mess
                 t->src[s] = progress;
         int holder;
         int64_t lo = sources_min(t, &holder);
-        if (lo != INT64_MIN && lo > t->stream_time)
+        if (lo != INT64_MIN && lo > t->stream_time) {
+                note_close_due(rill_worker_app(w), t, t->stream_time, lo);
                 t->stream_time = lo;
+        }
         return 0;
 }
 
@@ -438,8 +455,10 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                          "event time %lld ms is outside years 1 to 9999", (long long)ev.ts_ms);
                 return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr, errstr_size);
         }
-        if (app->keyed && ev.ts_ms > t->stream_time) /* unkeyed: from the sources */
+        if (app->keyed && ev.ts_ms > t->stream_time) { /* unkeyed: from the sources */
+                note_close_due(app, t, t->stream_time, ev.ts_ms);
                 t->stream_time = ev.ts_ms;
+        }
         t->last_activity_ms = rill_worker_batch_mono_ms(w);
         int64_t ws = rill_window_start(ev.ts_ms, app->window_ms);
         if (rill_window_closed(ws, app->window_ms, app->grace_ms, t->stream_time)) {

@@ -57,6 +57,7 @@
 #define SOURCES_CALL_MS 2000  /* the bound of that metadata call */
 #define POSITIONS_CALL_MS 1000 /* one attempt to read new tasks' committed offsets */
 #define RESTORE_SLICE_MS 100   /* restore reading per pass of the loop */
+#define REWIND_MAX_MS 60000    /* a task's failing seek is retried this long */
 
 struct rill_worker {
         rill_app_t *app;
@@ -346,11 +347,25 @@ static int abort_all(rill_worker_t *w, const char *why) {
         if (seek->cnt) {
                 rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, seek, 10000);
                 if (e) {
-                        rill_log(RILL_LOG_ERROR, "rewind_failed", "thread=%s error=\"%s\"",
+                        /* Seen while a rebalance was pending (librdkafka gave up
+                         * at once): the tasks stop here, paused, and the loop
+                         * seeks again after the next poll (start_tasks). Their
+                         * records fetched meanwhile are dropped. */
+                        rill_log(RILL_LOG_WARN, "rewind_failed",
+                                 "thread=%s error=\"%s\" action=pause_and_rewind_from_the_loop",
                                  w->name, rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
-                        w->fatal = 1; /* positions unknown: going on could skip input */
-                        rc = -1;
+                        rd_kafka_pause_partitions(w->consumer, seek);
+                        for (int i = 0; i < seek->cnt; i++) {
+                                rill_task_t **slot =
+                                    task_slot(w, seek->elems[i].topic, seek->elems[i].partition);
+                                if (!slot || !*slot)
+                                        continue;
+                                (*slot)->refetch_from = seek->elems[i].offset;
+                                (*slot)->stage = RILL_STAGE_REWIND;
+                                (*slot)->assigned_ms = rill_now_mono_ms();
+                                w->starting++;
+                        }
                 }
         }
         rd_kafka_topic_partition_list_destroy(seek);
@@ -433,6 +448,16 @@ static int task_caught_up(rill_worker_t *w, rill_task_t *t) {
                                       sizeof(errstr)))
                 return 0;
         return pos >= hi;
+}
+
+/* From the consumer's cached high watermark (no broker call): the task's
+ * position is within one batch of the end. */
+static int task_nearly_caught_up(rill_worker_t *w, rill_task_t *t) {
+        int64_t lo, hi;
+        if (rd_kafka_get_watermark_offsets(w->consumer, t->topic, t->partition, &lo, &hi) ||
+            hi < 0 || t->next_offset < 0)
+                return 0;
+        return hi - t->next_offset <= BATCH_MAX;
 }
 
 /* Send the consumer offsets of every owned task into the open transaction:
@@ -815,7 +840,7 @@ static void apply_position(rill_worker_t *w, rill_task_t *t, const rd_kafka_topi
         }
 }
 
-static void start_running(rill_worker_t *w, rill_task_t *t);
+static int start_running(rill_worker_t *w, rill_task_t *t);
 
 /* The committed offsets of the tasks waiting for them (one round trip for
  * all, bounded by POSITIONS_CALL_MS; tried again at the next pass). A
@@ -873,9 +898,10 @@ static void load_positions(rill_worker_t *w) {
 /* A task is complete: take its Postgres epoch (before it processes
  * anything; deferred while Postgres is away, see acquire_epochs), rewind
  * its input to the first record dropped while it was not running, and
- * resume it. */
-static void start_running(rill_worker_t *w, rill_task_t *t) {
-        if (t->kind == RILL_TASK_AGG && w->pg) {
+ * resume it. A seek that fails leaves it paused, in RILL_STAGE_REWIND,
+ * tried again at the next pass for REWIND_MAX_MS. @returns 0 running. */
+static int start_running(rill_worker_t *w, rill_task_t *t) {
+        if (t->kind == RILL_TASK_AGG && w->pg && t->epoch == 0) {
                 char errstr[512];
                 t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, t->partition, errstr,
                                                      sizeof(errstr));
@@ -891,11 +917,22 @@ static void start_running(rill_worker_t *w, rill_task_t *t) {
                 t->eof_offset = -1; /* seen again at the end after the seek */
                 rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, l, 10000);
                 if (e) {
-                        rill_app_fail(w->app, "thread %s: cannot rewind %s [%d] to %lld: %s",
-                                      w->name, t->topic, t->partition,
-                                      (long long)t->refetch_from, rd_kafka_error_string(e));
+                        int64_t waited = rill_now_mono_ms() - t->assigned_ms;
+                        rill_log(RILL_LOG_WARN, "rewind_retry",
+                                 "thread=%s topic=%s partition=%d offset=%lld waited_ms=%lld "
+                                 "error=\"%s\"",
+                                 w->name, t->topic, t->partition, (long long)t->refetch_from,
+                                 (long long)waited, rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
-                        w->fatal = 1;
+                        rd_kafka_topic_partition_list_destroy(l);
+                        if (waited > REWIND_MAX_MS) {
+                                rill_app_fail(w->app, "thread %s: cannot rewind %s [%d] to %lld "
+                                              "for %lld ms", w->name, t->topic, t->partition,
+                                              (long long)t->refetch_from, (long long)waited);
+                                w->fatal = 1;
+                        }
+                        t->stage = RILL_STAGE_REWIND; /* again at the next pass */
+                        return -1;
                 }
         }
         rd_kafka_resume_partitions(w->consumer, l);
@@ -907,6 +944,7 @@ static void start_running(rill_worker_t *w, rill_task_t *t) {
         int mslot = metric_slot(w, t->kind, t->partition);
         if (t->kind == RILL_TASK_AGG)
                 atomic_store(&w->m->restoring[mslot], 0);
+        return 0;
 }
 
 /* Restore the stores of new aggregation tasks, one at a time, for at most
@@ -961,6 +999,10 @@ static void start_tasks(rill_worker_t *w) {
         if (!w->starting)
                 return;
         load_positions(w);
+        FOREACH_TASK(w, t) {
+                if (t->stage == RILL_STAGE_REWIND)
+                        start_running(w, t);
+        }
         restore_some(w);
 }
 
@@ -970,9 +1012,9 @@ static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts
                 if (!slot || !*slot)
                         continue;
                 rill_task_t *t = *slot;
-                rill_log(RILL_LOG_INFO, "task_closed", "thread=%s topic=%s partition=%d%s", w->name,
-                         parts->elems[i].topic, parts->elems[i].partition,
-                         t->stage == RILL_STAGE_RUNNING ? "" : " before_running=1");
+                rill_log(RILL_LOG_INFO, "task_closed", "thread=%s topic=%s partition=%d running=%d",
+                         w->name, parts->elems[i].topic, parts->elems[i].partition,
+                         t->stage == RILL_STAGE_RUNNING);
                 if (t == w->restoring_task) {
                         rill_task_restore_abandon(w, t);
                         rill_restorer_progress(w->restorer, NULL, NULL);
@@ -1414,9 +1456,20 @@ static void run_loop(rill_worker_t *w) {
                 }
                 /* an advance commits at once: its watermark then carries the
                  * input offset it was decided at, before any later record */
+                /* a window may close and the task is caught up: commit now
+                 * rather than at the interval (results reach Kafka and
+                 * Postgres sooner; never while a backlog is consumed, where
+                 * boundaries pass by the hundred) */
+                int close_now = 0;
+                FOREACH_TASK(w, t) {
+                        if (t->close_due) {
+                                t->close_due = 0;
+                                close_now |= task_nearly_caught_up(w, t);
+                        }
+                }
                 /* a write cache over its memory budget commits early: only
                  * committed windows can leave memory */
-                if (advanced || now - w->last_commit_ms >= w->app->commit_ms ||
+                if (advanced || close_now || now - w->last_commit_ms >= w->app->commit_ms ||
                     rill_wstore_cache_over_budget()) {
                         commit_all(w, "interval");
                         w->commit_total_ms += rill_now_mono_ms() - now;

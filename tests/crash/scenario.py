@@ -113,6 +113,11 @@ class Scenario:
         keep = self.workers if keep is None else keep
         for w in keep:
             if not w.proc or w.proc.poll() is not None:
+                # killed or stopped by the test: started again; but a worker
+                # that ended itself (a fatal error) fails the test
+                rc = w.proc.returncode if w.proc else None
+                assert supervise or rc in (None, 0, -signal.SIGKILL, -signal.SIGTERM), \
+                    f"a worker ended itself with status {rc}:\n{w.log()[-3000:]}"
                 w.start()
         for w in keep:
             w.wait_ready()

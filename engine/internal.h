@@ -167,7 +167,7 @@ int rill_worker_dead_letter(rill_worker_t *w, const rd_kafka_message_t *m, const
                             size_t errstr_size);
 rill_pgsink_t *rill_worker_pg(rill_worker_t *w);
 /** librdkafka log callback into the structured logger. @locality any thread. */
-void rill_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf);
+/* rill_kafka_log_cb: base/log.h */
 rill_restorer_t *rill_worker_restorer(rill_worker_t *w);
 
 rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t errstr_size);
@@ -187,8 +187,7 @@ void *rill_worker_main(void *arg);
 
 /** Record a fatal error and ask every thread to stop. @locality any thread. */
 void rill_app_fail(rill_app_t *app, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int64_t rill_now_mono_ms(void);
-int64_t rill_now_wall_ms(void);
+#include "clock.h" /* rill_now_mono_ms, rill_now_wall_ms */
 
 /* ---- http.c: health, readiness, metrics and queries over HTTP ------------------ */
 typedef struct rill_http rill_http_t;

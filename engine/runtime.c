@@ -29,18 +29,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int64_t rill_now_mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t rill_now_wall_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 void rill_app_fail(rill_app_t *app, const char *fmt, ...) {
         pthread_mutex_lock(&app->fatal_lock);
         if (!app->fatal[0]) {

@@ -1087,14 +1087,6 @@ static void put_kafka(const char *key, const char *value, void *opaque) {
  * ("a consumer property set on a producer") is expected: kafka.* properties
  * go to every client, so it is only debug here.
  * @locality any librdkafka thread. */
-void rill_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
-        rill_log_level_t l = level <= 3 ? RILL_LOG_ERROR : level <= 4 ? RILL_LOG_WARN
-                           : level <= 6 ? RILL_LOG_INFO : RILL_LOG_DEBUG;
-        if (!strcmp(fac, "CONFWARN"))
-                l = RILL_LOG_DEBUG;
-        rill_log(l, "librdkafka", "client=%s facility=%s message=\"%s\"", rd_kafka_name(rk), fac, buf);
-}
-
 static rd_kafka_conf_t *base_conf(rill_app_t *app) {
         rd_kafka_conf_t *c = rd_kafka_conf_new();
         char err[256];

@@ -18,6 +18,7 @@
  * the restore timeout.
  */
 #include "restore.h"
+#include "clock.h"
 #include "fault.h"
 #include "log.h"
 
@@ -51,12 +52,6 @@ static void end_job(rill_restorer_t *r);
 void rill_restorer_progress(rill_restorer_t *r, atomic_llong *done, atomic_llong *total) {
         r->done = done;
         r->total = total;
-}
-
-static int64_t now_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 rill_restorer_t *rill_restorer_new(rd_kafka_conf_t *conf, int64_t batch_records, char *errstr,
@@ -141,7 +136,7 @@ int rill_restore_begin(rill_restorer_t *r, rill_wstore_t *ws, const char *topic,
         memset(j, 0, sizeof(*j));
         errstr[0] = '\0';
         int64_t low = 0, high = 0;
-        j->t0 = j->last_log = now_ms();
+        j->t0 = j->last_log = rill_now_mono_ms();
         char qerr[256];
         if (rill_restorer_end_offsets(r, topic, partition, 10000, &low, &high, qerr,
                                       sizeof(qerr))) {
@@ -192,7 +187,7 @@ static void end_job(rill_restorer_t *r) {
                 rd_kafka_queue_destroy(j->q);
         j->q = NULL;
         rd_kafka_assign(r->rk, NULL);
-        j->stats.elapsed_ms = now_ms() - j->t0;
+        j->stats.elapsed_ms = rill_now_mono_ms() - j->t0;
         j->active = 0;
 }
 
@@ -214,14 +209,14 @@ int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t
         }
         const char *topic = j->topic;
         int32_t partition = j->partition;
-        int64_t slice_end = now_ms() + slice_ms;
+        int64_t slice_end = rill_now_mono_ms() + slice_ms;
         int rc = 2; /* 2 more to do, 0 done, -1 failed */
         /* Batches of messages: this consumer is in no group, so no rebalance
          * callback can interleave (the reason the stream threads poll one
          * message at a time does not apply here). */
         rd_kafka_message_t *msgs[RESTORE_BATCH];
-        while (rc == 2 && now_ms() < slice_end) {
-                if (now_ms() - j->t0 >= j->timeout_ms) {
+        while (rc == 2 && rill_now_mono_ms() < slice_end) {
+                if (rill_now_mono_ms() - j->t0 >= j->timeout_ms) {
                         snprintf(errstr, errstr_size,
                                  "restore %s [%d] did not reach end offset %lld within %lld ms "
                                  "(position %lld: a transaction of the previous owner is still "
@@ -237,7 +232,7 @@ int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t
                  * full batch), else wait for one message, within the slice */
                 ssize_t n = rd_kafka_consume_batch_queue(j->q, 0, msgs, RESTORE_BATCH);
                 if (n <= 0) {
-                        int64_t left = slice_end - now_ms();
+                        int64_t left = slice_end - rill_now_mono_ms();
                         int wait = left < 1 ? 1 : left > 200 ? 200 : (int)left;
                         n = (msgs[0] = rd_kafka_consumer_poll(r->rk, wait)) != NULL;
                 }
@@ -292,8 +287,8 @@ int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t
         }
         if (r->done)
                 atomic_store(r->done, j->next - j->start);
-        if (rc == 2 && now_ms() - j->last_log >= 5000) {
-                j->last_log = now_ms();
+        if (rc == 2 && rill_now_mono_ms() - j->last_log >= 5000) {
+                j->last_log = rill_now_mono_ms();
                 double done = (double)(j->next - j->start) / (double)(j->high - j->start);
                 double rate = (double)j->stats.records * 1000.0 / (double)(j->last_log - j->t0 + 1);
                 rill_log(RILL_LOG_INFO, "restore_progress",

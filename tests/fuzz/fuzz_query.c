@@ -1,4 +1,4 @@
-/* libFuzzer target: the /query answer (rill_query_answer, engine/json.c),
+/* libFuzzer target: the /query answer (rill_query_answer, base/json.c),
  * the function the HTTP handler calls, fed with a fake store.
  *
  * Input: byte 0 chooses the fake store's behaviour (bit 0: the lookup fails;

@@ -1,4 +1,4 @@
-"""A strict logfmt reader for the engine's log lines (engine/log.c).
+"""A strict logfmt reader for the engine's log lines (base/log.c).
 
 Grammar, one line: pairs separated by exactly one space; a pair is
 key=value or a bare key (a flag, as in Go's go-logfmt); a key is one or more

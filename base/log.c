@@ -22,6 +22,8 @@
  */
 #include "log.h"
 
+#include <librdkafka/rdkafka.h>
+
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -350,4 +352,13 @@ void rill_log(rill_log_level_t level, const char *event, const char *fmt, ...) {
                 put_reserved(&l, "\n");
         }
         fputs(line, stderr);
+}
+
+/* librdkafka's log lines as our own (its level 0-7 is syslog's). */
+void rill_kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
+        rill_log_level_t l = level <= 3 ? RILL_LOG_ERROR : level <= 4 ? RILL_LOG_WARN
+                           : level <= 6 ? RILL_LOG_INFO : RILL_LOG_DEBUG;
+        if (!strcmp(fac, "CONFWARN"))
+                l = RILL_LOG_DEBUG;
+        rill_log(l, "librdkafka", "client=%s facility=%s message=\"%s\"", rd_kafka_name(rk), fac, buf);
 }

@@ -22,4 +22,9 @@ int rill_log_configure(const char *level, const char *format);
 void rill_log(rill_log_level_t level, const char *event, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/** librdkafka's log callback (rd_kafka_conf_set_log_cb): its lines as
+ *  `event=librdkafka` lines. @locality librdkafka's threads. */
+struct rd_kafka_s;
+void rill_kafka_log_cb(const struct rd_kafka_s *rk, int level, const char *fac, const char *buf);
+
 #endif

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 from scenario import Scenario, h  # noqa: E402
 
 LOCAL = os.path.join(h.ROOT, "deploy", "local")
-SHUTDOWN_MS = 8000     # shutdown.timeout.ms given to the workers of the outage tests
+SHUTDOWN_MS = int(os.environ.get("RILL_TEST_SHUTDOWN_MS", "8000"))  # given to the outage tests' workers
 EXIT_MARGIN_S = 4      # after the deadline: the last log lines and _exit
 EXIT_ABANDONED = 3     # sales-aggregator's status when the deadline abandoned work
 # as a user runs it: two stream threads, librdkafka's default session timeout

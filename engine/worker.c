@@ -1282,7 +1282,11 @@ static void close_consumer(rill_worker_t *w) {
 
 /* Destroy the Kafka clients (not their close again: the close above was
  * given all the time there was). Everything is purged: the transaction, if
- * one is still open, is left to the coordinator and the next owner. */
+ * one is still open, is left to the coordinator and the next owner. Even so
+ * rd_kafka_destroy() of the consumer joins librdkafka's main thread, which
+ * waits for the group handler to terminate, i.e. for the requests in flight
+ * to a silent coordinator to time out (socket.timeout.ms, 60 s; seen with
+ * gdb): only the application thread's deadline bounds that. */
 static void destroy_clients(rill_worker_t *w) {
         if (w->input_rkt)
                 rd_kafka_topic_destroy(w->input_rkt);

@@ -5,8 +5,10 @@
  * sales event format and turns configuration and signals into a run.
  *
  * Exit codes: 0 clean stop, 2 a bad flag, variable or config file value,
- * 1 anything else (unreachable servers, missing topics, a refused DSN, a
- * fatal error while running).
+ * 3 stopped at the shutdown deadline (shutdown.timeout.ms after SIGTERM)
+ * with stream threads abandoned (safe: the next owner aborts their open
+ * transactions), 1 anything else (unreachable servers, missing topics, a
+ * refused DSN, a fatal error while running).
  */
 #include "event.h"
 #include "rill.h"
@@ -14,6 +16,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
+
+#define EXIT_ABANDONED 3
 
 static rill_app_t *the_app;
 
@@ -84,6 +89,13 @@ int main(int argc, char **argv) {
         sigaction(SIGTERM, &sa, NULL);
         sigaction(SIGINT, &sa, NULL);
         rc = rill_app_run(app, errstr, sizeof(errstr));
+        if (rc == RILL_APP_ABANDONED) {
+                /* threads still run inside the app: no destroy, no exit()
+                 * handlers (RocksDB's static destructors) under their feet */
+                fprintf(stderr, "sales-aggregator: %s\n", errstr);
+                fflush(NULL);
+                _exit(EXIT_ABANDONED);
+        }
         the_app = NULL;
         rill_app_destroy(app);
         rill_conf_destroy(conf);

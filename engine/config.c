@@ -60,6 +60,9 @@ static const rill_confdef_t engine_defs[] = {
      "Changelog records per RocksDB write batch during restore"},
     {"memory.limit.mb", RILL_CONF_INT, "1024", 128, 1048576,
      "Memory limit of the process in MB; set it to the container's limit. RocksDB, the write cache and the Kafka clients' queues are sized to fit it after a reserved overhead (docs/operations.md, Memory)"},
+    /* below Kubernetes' default 30 s grace (deploy/k8s gives 30 s) */
+    {"shutdown.timeout.ms", RILL_CONF_INT, "20000", 1000, 3600000,
+     "Longest time from a stop (SIGTERM) to exit: what is unfinished then (a commit, the consumer's close) is abandoned, as safe as a crash; keep it below the supervisor's grace period"},
     {"http.port", RILL_CONF_INT, "0", 0, 65535,
      "Port of the HTTP endpoint (/healthz, /readyz, /metrics, /query); 0 = off"},
     {"log.level", RILL_CONF_STR, "info", 0, 0, "Log level: debug, info, warn, error"},

@@ -38,12 +38,33 @@ struct rill_app {
         rill_pgsink_spec_t pgspec;
         int lock_fd;
         atomic_int stop;
+        int64_t shutdown_ms;         /* shutdown.timeout.ms: from stop to exit */
+        atomic_llong stop_mono_ms;   /* when stop was first asked; 0 = not yet */
+        atomic_int *phase;           /* [nthreads] rill_phase_t, for shutdown_abandoned */
         pthread_mutex_t fatal_lock;
         char fatal[512];
         rill_worker_t **workers;
         rill_metrics_t *metrics; /* [nthreads] */
         int http_port;
 };
+
+/* Where a stream thread is in its shutdown: what a shutdown that passes its
+ * deadline reports for each thread it abandons (runtime.c). */
+typedef enum {
+        RILL_PHASE_RUNNING,       /* the run loop: a poll, a commit cycle, a rebalance */
+        RILL_PHASE_FINAL_COMMIT,  /* the shutdown commit */
+        RILL_PHASE_CLOSING,       /* the consumer's close: revoke callback, leave group */
+        RILL_PHASE_DESTROYING,    /* the Kafka clients' and restorer's teardown */
+        RILL_PHASE_STOPPED,
+} rill_phase_t;
+
+/** Record thread @p index's shutdown phase. @locality that stream thread. */
+void rill_app_set_phase(rill_app_t *app, int index, rill_phase_t phase);
+
+/** Milliseconds left before the shutdown deadline (stop time plus
+ *  shutdown.timeout.ms); the whole timeout while not stopping. Every wait
+ *  of the shutdown takes its bound from here. @locality any thread. */
+int64_t rill_app_shutdown_left_ms(rill_app_t *app);
 
 typedef enum { RILL_TASK_SOURCE, RILL_TASK_AGG } rill_task_kind_t;
 

@@ -157,8 +157,15 @@ rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo,
 
 /** Run the stream threads until rill_app_stop() is called or a thread fails
  *  fatally. On stop every thread commits, closes its tasks and leaves the
- *  group. @returns 0 on a clean stop, -1 on a fatal error (errstr filled).
+ *  group (a static member, group.instance.id, does not leave), all within
+ *  shutdown.timeout.ms of the stop. @returns 0 on a clean stop, -1 on a
+ *  fatal error (errstr filled), RILL_APP_ABANDONED when the shutdown
+ *  deadline passed with threads still running: they are abandoned (logged,
+ *  errstr filled) and still use the app, so the caller must not destroy it
+ *  but end the process now (_exit); the exactly-once protocol makes that as
+ *  safe as a crash: the next owner of each task aborts its open transaction.
  *  @locality application thread (blocks). */
+#define RILL_APP_ABANDONED 1
 int rill_app_run(rill_app_t *app, char *errstr, size_t errstr_size);
 
 /** Ask the runtime to stop. @locality any thread, async-signal-safe. */

@@ -10,6 +10,21 @@
  * of blocking read_committed readers until the transaction timeout. Two
  * processes must not share a state directory: it is locked (flock).
  *
+ * Shutdown (SIGTERM, or a fatal error of any thread): every stream thread
+ * leaves its run loop, commits, closes its consumer (the revoke callback
+ * closes the tasks; the group is left, except by a static member) and tears
+ * its Kafka clients down, every wait bounded by the shutdown deadline:
+ * shutdown.timeout.ms after the stop was asked. The application thread
+ * joins the threads until that deadline and no longer: a thread still busy
+ * then (a broker or Postgres that does not answer) is abandoned with one
+ * log line saying what it was doing, and rill_app_run returns
+ * RILL_APP_ABANDONED for the program to end the process at once. That is
+ * as safe as a crash, which exactly-once already covers: the transaction
+ * left open is aborted by the next owner (same transactional id: fenced),
+ * the Postgres writes are fenced by epoch, the store is a prefix of its
+ * changelog. Kubernetes' terminationGracePeriodSeconds must exceed the
+ * timeout (deploy/k8s).
+ *
  * @locality rill_app_new/run/destroy: application thread; rill_app_stop:
  * any thread or a signal handler; rill_app_fail: any stream thread.
  */
@@ -39,10 +54,25 @@ void rill_app_fail(rill_app_t *app, const char *fmt, ...) {
                 rill_log(RILL_LOG_ERROR, "fatal", "error=\"%s\"", app->fatal);
         }
         pthread_mutex_unlock(&app->fatal_lock);
+        rill_app_stop(app);
+}
+
+/* async-signal-safe: clock_gettime and lock-free atomics only */
+void rill_app_stop(rill_app_t *app) {
+        long long none = 0;
+        atomic_compare_exchange_strong(&app->stop_mono_ms, &none, (long long)rill_now_mono_ms());
         atomic_store(&app->stop, 1);
 }
 
-void rill_app_stop(rill_app_t *app) { atomic_store(&app->stop, 1); }
+int64_t rill_app_shutdown_left_ms(rill_app_t *app) {
+        int64_t t = atomic_load(&app->stop_mono_ms);
+        return t ? t + app->shutdown_ms - rill_now_mono_ms() : app->shutdown_ms;
+}
+
+void rill_app_set_phase(rill_app_t *app, int index, rill_phase_t phase) {
+        if (app->phase)
+                atomic_store(&app->phase[index], (int)phase);
+}
 
 /* ---- state directory: lock and process id ----------------------------------------- */
 
@@ -285,6 +315,7 @@ rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *e
         app->commit_ms = rill_conf_get_int(conf, "commit.interval.ms");
         app->idle_ms = rill_conf_get_int(conf, "idle.timeout.ms");
         app->restore_timeout_ms = rill_conf_get_int(conf, "restore.timeout.ms");
+        app->shutdown_ms = rill_conf_get_int(conf, "shutdown.timeout.ms");
         if (!app->app_id || !*app->app_id) {
                 snprintf(errstr, errstr_size, "application.id is required (--application-id)");
                 goto fail;
@@ -340,9 +371,101 @@ fail:
 
 static int http_ok(int64_t port, rill_http_t *http) { return !port || http; }
 
+/* ---- shutdown --------------------------------------------------------------------------- */
+
+static const char *phase_name(int p) {
+        static const char *names[] = {"running", "final_commit", "closing_consumer",
+                                      "destroying_clients", "stopped"};
+        return p >= 0 && p <= RILL_PHASE_STOPPED ? names[p] : "unknown";
+}
+
+static const char *phase_doing(int p) {
+        switch (p) {
+        case RILL_PHASE_RUNNING:
+                return "still in its run loop: a commit cycle or a rebalance callback waiting "
+                       "for Kafka or Postgres";
+        case RILL_PHASE_FINAL_COMMIT:
+                return "the shutdown commit, waiting for Kafka or Postgres";
+        case RILL_PHASE_CLOSING:
+                return "closing its consumer (revoking its tasks, leaving the group)";
+        case RILL_PHASE_DESTROYING:
+                return "tearing its Kafka clients down";
+        default:
+                return "exiting";
+        }
+}
+
+/* Join the n started stream threads: without a bound while running (each
+ * wait is 200 ms), once a stop is asked only until the shutdown deadline.
+ * @returns how many threads are still running (abandoned at the deadline). */
+static int join_threads(rill_app_t *app, int n, char *joined) {
+        int left = n, told = 0;
+        for (int i = 0; i < n; i++) {
+                pthread_t *th = rill_worker_thread(app->workers[i]);
+                for (;;) {
+                        int64_t wait = 200;
+                        if (atomic_load(&app->stop)) {
+                                /* stop set without rill_app_stop: the deadline
+                                 * starts now */
+                                long long none = 0;
+                                atomic_compare_exchange_strong(&app->stop_mono_ms, &none,
+                                                               (long long)rill_now_mono_ms());
+                                int64_t l = rill_app_shutdown_left_ms(app);
+                                if (!told++) {
+                                        pthread_mutex_lock(&app->fatal_lock);
+                                        int fatal = app->fatal[0] != '\0';
+                                        pthread_mutex_unlock(&app->fatal_lock);
+                                        rill_log(RILL_LOG_INFO, "shutdown_started",
+                                                 "threads=%d shutdown_timeout_ms=%lld reason=%s",
+                                                 n, (long long)app->shutdown_ms,
+                                                 fatal ? "fatal_error" : "stop_asked");
+                                }
+                                if (l <= 0)
+                                        return left;
+                                wait = l < wait ? l : wait;
+                        }
+                        struct timespec ts;
+                        clock_gettime(CLOCK_REALTIME, &ts);
+                        ts.tv_nsec += (long)(wait % 1000) * 1000000L;
+                        ts.tv_sec += wait / 1000 + ts.tv_nsec / 1000000000L;
+                        ts.tv_nsec %= 1000000000L;
+                        if (!pthread_timedjoin_np(*th, NULL, &ts))
+                                break;
+                }
+                joined[i] = 1;
+                left--;
+        }
+        return left;
+}
+
+/* One line per thread still running at the deadline, then the caller's
+ * error. @returns RILL_APP_ABANDONED. */
+static int abandon(rill_app_t *app, int n, const char *joined, int left, char *errstr,
+                   size_t errstr_size) {
+        for (int i = 0; i < n; i++) {
+                int p = atomic_load(&app->phase[i]);
+                if (joined[i])
+                        continue;
+                rill_log(RILL_LOG_ERROR, "shutdown_abandoned",
+                         "thread=%s-%d phase=%s doing=\"%s\" shutdown_timeout_ms=%lld "
+                         "action=\"exit now; the next owner of its tasks aborts its open "
+                         "transaction\"",
+                         app->process_id, i, phase_name(p), phase_doing(p),
+                         (long long)app->shutdown_ms);
+        }
+        snprintf(errstr, errstr_size,
+                 "shutdown did not finish within shutdown.timeout.ms (%lld ms): %d of %d stream "
+                 "threads abandoned (hint: safe, the next owner aborts their open transactions; "
+                 "is the broker or Postgres reachable? raise --shutdown-timeout-ms, keeping it "
+                 "below the supervisor's grace period)",
+                 (long long)app->shutdown_ms, left, n);
+        return RILL_APP_ABANDONED;
+}
+
 int rill_app_run(rill_app_t *app, char *errstr, size_t errstr_size) {
         app->workers = calloc((size_t)app->nthreads, sizeof(*app->workers));
         app->metrics = calloc((size_t)app->nthreads, sizeof(*app->metrics));
+        app->phase = calloc((size_t)app->nthreads, sizeof(*app->phase));
         for (int i = 0; i < app->nthreads; i++)
                 rill_metrics_init(&app->metrics[i], app->partitions);
         int started = 0;
@@ -356,7 +479,7 @@ int rill_app_run(rill_app_t *app, char *errstr, size_t errstr_size) {
         if (port && app->workers[app->nthreads - 1]) {
                 http = rill_http_start(app, (int)port, errstr, errstr_size);
                 if (!http)
-                        atomic_store(&app->stop, 1);
+                        rill_app_stop(app);
                 else
                         rill_log(RILL_LOG_INFO, "http_listening", "port=%lld", (long long)port);
         }
@@ -365,8 +488,19 @@ int rill_app_run(rill_app_t *app, char *errstr, size_t errstr_size) {
                         break;
                 started++;
         }
-        for (int i = 0; i < started; i++)
-                pthread_join(*rill_worker_thread(app->workers[i]), NULL);
+        char *joined = calloc(started > 0 ? (size_t)started : 1, 1);
+        int left = join_threads(app, started, joined);
+        if (left) { /* they still use everything: nothing is destroyed */
+                int rc = abandon(app, started, joined, left, errstr, errstr_size);
+                free(joined);
+                return rc;
+        }
+        free(joined);
+        if (atomic_load(&app->stop_mono_ms))
+                rill_log(RILL_LOG_INFO, "shutdown_done", "threads=%d elapsed_ms=%lld "
+                         "shutdown_timeout_ms=%lld", started,
+                         (long long)(rill_now_mono_ms() - atomic_load(&app->stop_mono_ms)),
+                         (long long)app->shutdown_ms);
         rill_http_stop(http); /* before the workers and metrics it reads go */
         for (int i = 0; i < app->nthreads; i++)
                 rill_worker_destroy(app->workers[i]);
@@ -376,6 +510,8 @@ int rill_app_run(rill_app_t *app, char *errstr, size_t errstr_size) {
         app->metrics = NULL;
         free(app->workers);
         app->workers = NULL;
+        free(app->phase);
+        app->phase = NULL;
         if (started < app->nthreads) {
                 if (!*errstr)
                         snprintf(errstr, errstr_size, "cannot start stream threads");

@@ -1275,6 +1275,71 @@ fail:
         return NULL;
 }
 
+/* Close the consumer within the shutdown deadline (less a second for the
+ * teardown after it). rd_kafka_consumer_close() waits without a bound for
+ * the group to be left, which takes up to session.timeout.ms (45 s by
+ * default) when the coordinator does not answer; the queue form lets this
+ * thread serve the revoke callback (which closes the tasks) with its own
+ * bounded polls and give up at the deadline. A static member (group.instance.id) does not leave: its
+ * partitions wait for it for session.timeout.ms. */
+static void close_consumer(rill_worker_t *w) {
+        int64_t t0 = rill_now_mono_ms();
+        rd_kafka_queue_t *q = rd_kafka_queue_new(w->consumer);
+        rd_kafka_error_t *e = rd_kafka_consumer_close_queue(w->consumer, q);
+        if (e) {
+                rill_log(RILL_LOG_WARN, "consumer_close_failed", "thread=%s error=\"%s\"", w->name,
+                         rd_kafka_error_string(e));
+                rd_kafka_error_destroy(e);
+        } else {
+                while (!rd_kafka_consumer_closed(w->consumer)) {
+                        int64_t left = rill_app_shutdown_left_ms(w->app) - 1000;
+                        if (left <= 0) {
+                                rill_log(RILL_LOG_WARN, "consumer_close_abandoned",
+                                         "thread=%s waited_ms=%lld reason=shutdown_deadline "
+                                         "detail=\"the group coordinator did not answer; the "
+                                         "group drops this member after session.timeout.ms\"",
+                                         w->name, (long long)(rill_now_mono_ms() - t0));
+                                break;
+                        }
+                        /* the close forwards the consumer's queue to q: this
+                         * poll serves it, the revoke callback included; a
+                         * message fetched before the revocation is not
+                         * processed (the next owner starts at the commit) */
+                        rd_kafka_message_t *m =
+                            rd_kafka_consumer_poll(w->consumer, left < 100 ? (int)left : 100);
+                        if (m)
+                                rd_kafka_message_destroy(m);
+                }
+        }
+        rd_kafka_queue_destroy(q);
+}
+
+/* Destroy the Kafka clients (not their close again: the close above was
+ * given all the time there was). Everything is purged: the transaction, if
+ * one is still open, is left to the coordinator and the next owner. Even so
+ * rd_kafka_destroy() of the consumer joins librdkafka's main thread, which
+ * waits for the group handler to terminate, i.e. for the requests in flight
+ * to a silent coordinator to time out (socket.timeout.ms, 60 s; seen with
+ * gdb): only the application thread's deadline bounds that. */
+static void destroy_clients(rill_worker_t *w) {
+        if (w->input_rkt)
+                rd_kafka_topic_destroy(w->input_rkt);
+        w->input_rkt = NULL;
+        rd_kafka_destroy_flags(w->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+        w->consumer = NULL;
+        for (int i = 0; i < RILL_OUT_N; i++)
+                if (w->out[i])
+                        rd_kafka_topic_destroy(w->out[i]);
+        memset(w->out, 0, sizeof(w->out));
+        if (w->producer) {
+                rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_destroy(w->producer);
+        }
+        w->producer = NULL;
+        rill_restorer_destroy(w->restorer);
+        w->restorer = NULL;
+}
+
 void rill_worker_destroy(rill_worker_t *w) {
         if (!w)
                 return;
@@ -1284,8 +1349,8 @@ void rill_worker_destroy(rill_worker_t *w) {
         free(w->agg);
         if (w->input_rkt)
                 rd_kafka_topic_destroy(w->input_rkt);
-        if (w->consumer)
-                rd_kafka_destroy(w->consumer);
+        if (w->consumer) /* closed by the thread's tail, or never subscribed */
+                rd_kafka_destroy_flags(w->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         for (int i = 0; i < RILL_OUT_N; i++)
                 if (w->out[i])
                         rd_kafka_topic_destroy(w->out[i]);
@@ -1494,15 +1559,22 @@ void *rill_worker_main(void *arg) {
         atomic_store(&w->m->healthy_mono_ms, w->started_ms);
         run_loop(w);
         /* shutdown: final commit, then leave the group (the revoke callback
-         * commits again, which is a no-op, and closes the tasks) */
+         * commits again, which is a no-op, and closes the tasks), then the
+         * clients' teardown here, so that the application thread's bounded
+         * join (runtime.c) bounds it too */
+        rill_app_set_phase(w->app, w->index, RILL_PHASE_FINAL_COMMIT);
         if (!w->fatal)
                 commit_all(w, "shutdown");
         else
                 abort_all(w, "fatal error");
-        rd_kafka_consumer_close(w->consumer);
+        rill_app_set_phase(w->app, w->index, RILL_PHASE_CLOSING);
+        close_consumer(w);
+        rill_app_set_phase(w->app, w->index, RILL_PHASE_DESTROYING);
+        destroy_clients(w);
         rill_log(RILL_LOG_INFO, "thread_stopped",
                  "thread=%s run_ms=%lld poll_ms=%lld commit_ms=%lld empty_polls=%lld", w->name,
                  (long long)(rill_now_mono_ms() - w->started_ms), (long long)w->poll_ms,
                  (long long)w->commit_total_ms, (long long)w->empty_polls);
+        rill_app_set_phase(w->app, w->index, RILL_PHASE_STOPPED);
         return NULL;
 }

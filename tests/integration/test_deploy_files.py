@@ -823,6 +823,38 @@ def test_k8s_memory_limit_is_the_engines_memory_limit(k8s):
     assert mebibytes(c["resources"]["requests"]["memory"]) <= limit
 
 
+SHUTDOWN_DEFAULT_MS = 20000   # shutdown.timeout.ms's default (engine/config.c, --help)
+GRACE_MARGIN_S = 5             # after the deadline: the last log lines, the kubelet's own delay
+
+
+def _seconds(v):
+    """compose durations ("30s", "1m") or a Kubernetes integer, in seconds."""
+    if isinstance(v, int):
+        return v
+    m = re.fullmatch(r"(?:(\d+)m)?(?:(\d+)s)?", str(v))
+    assert m and any(m.groups()), f"cannot read duration {v!r}"
+    return int(m.group(1) or 0) * 60 + int(m.group(2) or 0)
+
+
+def test_grace_periods_exceed_the_shutdown_timeout(k8s, compose):
+    # SIGTERM to exit takes at most shutdown.timeout.ms, whatever Kafka and
+    # Postgres do; a supervisor that sends SIGKILL earlier turns every
+    # rolling restart into a crash (a transaction left to the timeout).
+    pod = k8s["StatefulSet/sales-aggregator"]["spec"]["template"]["spec"]
+    cm = k8s["ConfigMap/sales-aggregator-config"]["data"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0].get("env", [])}
+    ms = int(env.get("RILL_SHUTDOWN_TIMEOUT_MS") or cm.get("RILL_SHUTDOWN_TIMEOUT_MS") or SHUTDOWN_DEFAULT_MS)
+    grace = pod.get("terminationGracePeriodSeconds", 30)
+    assert grace >= ms / 1000 + GRACE_MARGIN_S, \
+        f"terminationGracePeriodSeconds {grace} must exceed shutdown.timeout.ms {ms} ms by {GRACE_MARGIN_S} s"
+    for name in AGGREGATORS:
+        svc = compose["services"][name]
+        ms = int(env_of(svc).get("RILL_SHUTDOWN_TIMEOUT_MS") or SHUTDOWN_DEFAULT_MS)
+        grace = _seconds(svc.get("stop_grace_period", "10s"))
+        assert grace >= ms / 1000 + GRACE_MARGIN_S, \
+            f"{name}: stop_grace_period {grace}s must exceed shutdown.timeout.ms {ms} ms by {GRACE_MARGIN_S} s"
+
+
 def test_pdb_and_service_select_exactly_the_aggregator_pods(k8s):
     sts = k8s["StatefulSet/sales-aggregator"]
     labels = sts["spec"]["template"]["metadata"]["labels"]

@@ -122,29 +122,17 @@ def test_commit_call_timing_out_is_retried_until_the_broker_answers():
 def test_one_of_three_brokers_stopped_under_load():
     """A separate 3-broker cluster (RF 3, min ISR 2) on its own ports; broker 2
     is stopped under load and started again."""
-    env = dict(os.environ, RILL_RUN_DIR=os.path.join(h.ROOT, ".run", "three-brokers"), RILL_KAFKA_PORT="19192")
-    kafka = os.path.join(LOCAL, "kafka", "kafka")
-    p = subprocess.run([kafka, "up", "--brokers", "3"], capture_output=True, text=True, timeout=180, env=env)
-    assert p.returncode == 0, p.stdout + p.stderr
-    saved = h.BOOTSTRAP
-    try:
-        h.BOOTSTRAP = subprocess.run([kafka, "bootstrap-servers"], capture_output=True, text=True,
-                                     env=env, timeout=30).stdout.strip()
+    with h.private_kafka("three-brokers", 19192, brokers=3) as kafka:
         assert h.BOOTSTRAP.count(",") == 2, h.BOOTSTRAP
         sc = Scenario(partitions=6, workers=2, sellers=8, replication=3)
         try:
             sc.start()
             sc.start_load(count=20000, rate=2000)
             time.sleep(3)
-            p = subprocess.run([kafka, "stop-broker", "2"], capture_output=True, text=True, timeout=120, env=env)
-            assert p.returncode == 0, p.stdout + p.stderr
+            kafka.run("stop-broker", "2", timeout=120)
             time.sleep(6)
-            p = subprocess.run([kafka, "start-broker", "2"], capture_output=True, text=True, timeout=120, env=env)
-            assert p.returncode == 0, p.stdout + p.stderr
+            kafka.run("start-broker", "2", timeout=120)
             sc.drain_producer()
             sc.finish(timeout=300)
         finally:
             sc.stop_all()
-    finally:
-        h.BOOTSTRAP = saved
-        subprocess.run([kafka, "down"], capture_output=True, text=True, timeout=120, env=env)

@@ -14,7 +14,6 @@ is forwarded: the worst case, a network cut rather than a refusal).
 import os
 import re
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -22,7 +21,6 @@ import time
 sys.path.insert(0, os.path.dirname(__file__))
 from scenario import Scenario, h  # noqa: E402
 
-LOCAL = os.path.join(h.ROOT, "deploy", "local")
 SHUTDOWN_MS = int(os.environ.get("RILL_TEST_SHUTDOWN_MS", "8000"))  # given to the outage tests' workers
 EXIT_MARGIN_S = 4      # after the deadline: the last log lines and _exit
 EXIT_ABANDONED = 3     # sales-aggregator's status when the deadline abandoned work
@@ -68,15 +66,7 @@ def assert_exits_in_bound(w, what):
 
 
 def test_sigterm_with_the_broker_unreachable_exits_within_the_bound():
-    env = dict(os.environ, RILL_RUN_DIR=os.path.join(h.ROOT, ".run", "shutdown-broker"),
-               RILL_KAFKA_PORT=str(free_port_pair()))
-    kafka = os.path.join(LOCAL, "kafka", "kafka")
-    p = subprocess.run([kafka, "up", "--brokers", "1"], capture_output=True, text=True, timeout=180, env=env)
-    assert p.returncode == 0, p.stdout + p.stderr
-    saved = h.BOOTSTRAP
-    try:
-        h.BOOTSTRAP = subprocess.run([kafka, "bootstrap-servers"], capture_output=True, text=True,
-                                     env=env, timeout=30).stdout.strip()
+    with h.private_kafka("shutdown-broker", free_port_pair()) as kafka:
         sc = Scenario(partitions=4, workers=1, sellers=8, extra=USER_FLAGS)
         w = sc.workers[0]
         try:
@@ -86,8 +76,7 @@ def test_sigterm_with_the_broker_unreachable_exits_within_the_bound():
             # frozen, not stopped: a broker behind a network cut answers
             # nothing (a stopped one refuses connections, and every call
             # fails at once)
-            pid = int(subprocess.run([kafka, "pid", "1"], capture_output=True, text=True, env=env,
-                                     timeout=30).stdout.strip())
+            pid = kafka.pid(1)
             os.kill(pid, signal.SIGSTOP)
             try:
                 sc.producer.kill()
@@ -99,9 +88,6 @@ def test_sigterm_with_the_broker_unreachable_exits_within_the_bound():
                 assert "event=shutdown_abandoned" in w.log(), w.log()[-3000:]
         finally:
             sc.stop_all()
-    finally:
-        h.BOOTSTRAP = saved
-        subprocess.run([kafka, "down"], capture_output=True, text=True, timeout=120, env=env)
 
 
 def test_sigterm_with_postgres_silent_exits_within_the_bound():

@@ -6,6 +6,7 @@ from the build directory, and computes ground truth independently of the
 engine's code. Every wait is bounded.
 """
 import atexit
+import contextlib
 import json
 import os
 import signal
@@ -392,6 +393,45 @@ def aligned_base(window_ms, minutes_ago=20):
     now_ms = int(time.time() * 1000)
     b = now_ms - minutes_ago * 60000
     return b - b % window_ms
+
+
+# ---- a Kafka cluster of its own ------------------------------------------------------
+
+class PrivateKafka:
+    """What private_kafka yields: the environment of deploy/local/kafka/kafka
+    for this cluster, and a way to call that script."""
+
+    def __init__(self, env):
+        self.env = env
+
+    def run(self, *args, timeout=180):
+        p = subprocess.run([os.path.join(ROOT, "deploy", "local", "kafka", "kafka"), *args],
+                           capture_output=True, text=True, timeout=timeout, env=self.env)
+        assert p.returncode == 0, f"kafka {' '.join(args)}: {p.stdout}{p.stderr}"
+        return p.stdout.strip()
+
+    def pid(self, broker=1):
+        return int(self.run("pid", str(broker)) or 0)
+
+
+@contextlib.contextmanager
+def private_kafka(name, port, brokers=1, env_extra=None):
+    """A Kafka cluster of its own (its run directory .run/<name>, its ports
+    from `port`), for a test that stops, freezes or cuts it off: no other
+    test is harmed. BOOTSTRAP points at it meanwhile; always taken down."""
+    global BOOTSTRAP
+    env = dict(os.environ, RILL_RUN_DIR=os.path.join(ROOT, ".run", name), RILL_KAFKA_PORT=str(port),
+               **(env_extra or {}))
+    k = PrivateKafka(env)
+    saved = BOOTSTRAP
+    try:
+        k.run("up", "--brokers", str(brokers), timeout=240)
+        BOOTSTRAP = k.run("bootstrap-servers", timeout=30)
+        yield k
+    finally:
+        BOOTSTRAP = saved
+        subprocess.run([os.path.join(ROOT, "deploy", "local", "kafka", "kafka"), "down"],
+                       capture_output=True, text=True, timeout=120, env=env)
 
 
 # ---- a network cut, on loopback ------------------------------------------------------

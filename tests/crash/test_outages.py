@@ -122,7 +122,7 @@ def test_commit_call_timing_out_is_retried_until_the_broker_answers():
 def test_one_of_three_brokers_stopped_under_load():
     """A separate 3-broker cluster (RF 3, min ISR 2) on its own ports; broker 2
     is stopped under load and started again."""
-    with h.private_kafka("three-brokers", 19192, brokers=3) as kafka:
+    with h.private_kafka("three-brokers", brokers=3) as kafka:
         assert h.BOOTSTRAP.count(",") == 2, h.BOOTSTRAP
         sc = Scenario(partitions=6, workers=2, sellers=8, replication=3)
         try:

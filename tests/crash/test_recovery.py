@@ -42,7 +42,7 @@ def test_broker_away_for_twice_the_transaction_timeout_costs_no_process(outage):
     # coordinator aborts the transactions that timed out and bumps the
     # producers' epochs, a fatal error for the threads that had one open:
     # they recreate their producer. Either way the same processes go on.
-    with h.private_kafka("recovery-broker", 19292) as kafka:
+    with h.private_kafka("recovery-broker") as kafka:
         sc = Scenario(partitions=6, workers=3, sellers=8)
         try:
             sc.start()

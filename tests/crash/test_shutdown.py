@@ -29,21 +29,6 @@ EXIT_ABANDONED = 3     # sales-aggregator's status when the deadline abandoned w
 USER_FLAGS = ("--num-stream-threads", "2", "-X", "session.timeout.ms=45000")
 
 
-def free_port_pair():
-    """A port P with P+1 free too (the broker's PLAINTEXT and CONTROLLER)."""
-    import socket
-    for _ in range(50):
-        p = h.free_port() & ~1
-        try:
-            with socket.socket() as a, socket.socket() as b:
-                a.bind(("127.0.0.1", p))
-                b.bind(("127.0.0.1", p + 1))
-            return p
-        except OSError:
-            pass
-    raise AssertionError("no free port pair")
-
-
 def sigterm_and_time(w, timeout):
     t0 = time.monotonic()
     w.signal(signal.SIGTERM)
@@ -66,7 +51,7 @@ def assert_exits_in_bound(w, what):
 
 
 def test_sigterm_with_the_broker_unreachable_exits_within_the_bound():
-    with h.private_kafka("shutdown-broker", free_port_pair()) as kafka:
+    with h.private_kafka("shutdown-broker") as kafka:
         sc = Scenario(partitions=4, workers=1, sellers=8, extra=USER_FLAGS)
         w = sc.workers[0]
         try:

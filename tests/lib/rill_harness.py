@@ -44,6 +44,27 @@ def free_port():
     return port
 
 
+def free_ports(n):
+    """A port P with P .. P+n-1 all free on 127.0.0.1 right now (a private
+    Kafka cluster: broker b listens on P+2(b-1), its controller on +1)."""
+    import socket
+    for _ in range(100):
+        base = (20000 + free_port() % 12000) & ~1  # below the ephemeral range
+        socks = []
+        try:
+            for i in range(n):
+                sk = socket.socket()
+                socks.append(sk)
+                sk.bind(("127.0.0.1", base + i))
+            return base
+        except OSError:
+            pass
+        finally:
+            for sk in socks:
+                sk.close()
+    raise AssertionError(f"no {n} consecutive free ports")
+
+
 def uniq(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
@@ -415,11 +436,15 @@ class PrivateKafka:
 
 
 @contextlib.contextmanager
-def private_kafka(name, port, brokers=1, env_extra=None):
-    """A Kafka cluster of its own (its run directory .run/<name>, its ports
-    from `port`), for a test that stops, freezes or cuts it off: no other
-    test is harmed. BOOTSTRAP points at it meanwhile; always taken down."""
+def private_kafka(name, port=None, brokers=1, env_extra=None):
+    """A Kafka cluster of its own (its run directory .run/<name>-<port>, its
+    ports from `port`, free ones by default), for a test that stops,
+    freezes or cuts it off: no other test, nor another run of the suite on
+    this machine, is harmed. BOOTSTRAP points at it meanwhile; always taken
+    down."""
     global BOOTSTRAP
+    port = port or free_ports(2 * brokers)
+    name = f"{name}-{port}"
     env = dict(os.environ, RILL_RUN_DIR=os.path.join(ROOT, ".run", name), RILL_KAFKA_PORT=str(port),
                **(env_extra or {}))
     k = PrivateKafka(env)

@@ -32,6 +32,7 @@
  * closed() never scans into it, whatever bound it is given.
  */
 #include "wstore.h"
+#include "clock.h"
 #include "log.h"
 
 #include <errno.h>
@@ -391,19 +392,13 @@ static void sleep_ms(int64_t ms) {
                 ;
 }
 
-static int64_t mono_ms(void) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* rocksdb_open, waiting out a held lock (up to lock_wait_ms) and retrying
  * transient errors (transient_retries times, backoff from 100 ms). Every other
  * error returns at once. On failure *err holds RocksDB's message and *cls
  * its class. */
 static rill_wstore_t *open_db_patient(const char *dir, const rill_wstore_open_opts_t *o,
                                       char **err, open_class_t *cls) {
-        int64_t t0 = mono_ms(), backoff = 100, lock_pause = 50;
+        int64_t t0 = rill_now_mono_ms(), backoff = 100, lock_pause = 50;
         int transient = 0, waiting = 0;
         for (;;) {
                 rill_wstore_t *ws = open_db(dir, err);
@@ -411,11 +406,11 @@ static rill_wstore_t *open_db_patient(const char *dir, const rill_wstore_open_op
                         if (waiting)
                                 rill_log(RILL_LOG_INFO, "store_lock_acquired",
                                          "dir=%s waited_ms=%lld", dir,
-                                         (long long)(mono_ms() - t0));
+                                         (long long)(rill_now_mono_ms() - t0));
                         return ws;
                 }
                 *cls = classify_open_error(*err ? *err : "");
-                int64_t waited = mono_ms() - t0;
+                int64_t waited = rill_now_mono_ms() - t0;
                 if (*cls == OPEN_LOCKED && waited < o->lock_wait_ms) {
                         if (!waiting)
                                 rill_log(RILL_LOG_WARN, "store_locked",

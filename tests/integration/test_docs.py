@@ -32,7 +32,7 @@ def test_configuration_reference_lists_every_flag_and_variable():
 
 def test_documented_log_events_exist_in_the_code():
     code = ""
-    for d in ("engine", "state", "connectors", "apps"):
+    for d in ("base", "engine", "state", "connectors", "apps"):
         for dirpath, _, files in os.walk(os.path.join(ROOT, d)):
             for f in files:
                 if f.endswith(".c"):

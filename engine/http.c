@@ -79,9 +79,9 @@ static int fatal_error(rill_app_t *app, char *buf, size_t size) {
 }
 
 /* Liveness: a thread failed for good, or is stuck: no commit cycle has
- * succeeded (nor found nothing to commit) for RILL_STUCK_MS, and it is not
- * recovering its producer. Commits that fail and are retried (a broker or
- * Postgres away) count as stuck only past that bound. */
+ * succeeded (nor found nothing to commit) for RILL_STUCK_MS, whatever it
+ * does meanwhile (retried commits, recoveries and their backoff). A
+ * recovery is bounded by the same time (recover_producer). */
 static int health(rill_app_t *app, tbuf_t *b) {
         char err[512];
         if (fatal_error(app, err, sizeof(err))) {
@@ -92,7 +92,7 @@ static int health(rill_app_t *app, tbuf_t *b) {
         for (int i = 0; i < app->nthreads; i++) {
                 rill_metrics_t *m = &app->metrics[i];
                 long long last = atomic_load(&m->healthy_mono_ms);
-                if (last && !atomic_load(&m->recovering) && now - last > RILL_STUCK_MS) {
+                if (last && now - last > RILL_STUCK_MS) {
                         tb_printf(b, "stuck: thread %d has not committed for %lld ms (bound %d "
                                      "ms); see its commit_failed log lines\n",
                                   i, (long long)(now - last), RILL_STUCK_MS);

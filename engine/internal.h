@@ -86,7 +86,8 @@ typedef struct rill_task {
         rill_stage_t stage;
         int64_t assigned_ms;  /* mono, when assigned: bounds loading positions */
         int64_t refetch_from; /* the first record dropped before running, -1 none */
-        int restore_started, restore_full;
+        int restore_started, restore_full; /* failed attempts; a full restore */
+        int64_t restore_after_ms;          /* mono: the next attempt, after a failure */
         int close_due;        /* event time crossed a window end + grace since the last commit */
         const char *topic; /* points at app's topic names */
         int32_t partition;

@@ -55,7 +55,7 @@
 #define BACKOFF_MAX_MS 5000
 #define SOURCES_CHECK_MS 5000 /* how often the input's partition count is read */
 #define SOURCES_CALL_MS 2000  /* the bound of that metadata call */
-#define POSITIONS_CALL_MS 1000 /* one attempt to read new tasks' committed offsets */
+#define POSITIONS_CALL_MS 500  /* one attempt to read new tasks' committed offsets */
 #define RESTORE_SLICE_MS 100   /* restore reading per pass of the loop */
 #define REWIND_MAX_MS 60000    /* a task's failing seek is retried this long */
 
@@ -114,7 +114,8 @@ int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, int32_t
                 int rc = 0;
                 pthread_mutex_lock(&w->tasks_lock);
                 rill_task_t *t = w->agg[p];
-                if (t && t->store && t->stage == RILL_STAGE_RUNNING)
+                if (t && t->store &&
+                    (t->stage == RILL_STAGE_RUNNING || t->stage == RILL_STAGE_REWIND))
                         rc = rill_wstore_scan_key(t->store, key, key_len, &l, errstr, errstr_size);
                 pthread_mutex_unlock(&w->tasks_lock);
                 for (size_t i = 0; !rc && i < l.cnt; i++) {
@@ -346,6 +347,14 @@ static int abort_all(rill_worker_t *w, const char *why) {
         }
         if (seek->cnt) {
                 rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, seek, 10000);
+                /* librdkafka 2.0.2 reports a partition's own failure only in
+                 * its element (a fetcher starting or stopping) */
+                for (int i = 0; !e && i < seek->cnt; i++)
+                        if (seek->elems[i].err)
+                                e = rd_kafka_error_new(seek->elems[i].err, "%s [%d]: %s",
+                                                       seek->elems[i].topic,
+                                                       seek->elems[i].partition,
+                                                       rd_kafka_err2str(seek->elems[i].err));
                 if (e) {
                         /* Seen while a rebalance was pending (librdkafka gave up
                          * at once): the tasks stop here, paused, and the loop
@@ -362,7 +371,9 @@ static int abort_all(rill_worker_t *w, const char *why) {
                                 if (!slot || !*slot)
                                         continue;
                                 (*slot)->refetch_from = seek->elems[i].offset;
+                                pthread_mutex_lock(&w->tasks_lock);
                                 (*slot)->stage = RILL_STAGE_REWIND;
+                                pthread_mutex_unlock(&w->tasks_lock);
                                 (*slot)->assigned_ms = rill_now_mono_ms();
                                 w->starting++;
                         }
@@ -520,7 +531,12 @@ static int commit_txn(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 rill_log(RILL_LOG_WARN, "txn_commit_retry", "thread=%s call=%d error=\"%s\"",
                          w->name, call, rd_kafka_error_string(e));
                 if (rill_now_mono_ms() > w->txn_deadline_ms + 2 * w->txn_timeout_ms + 30000) {
-                        w->txn_fatal = 1; /* a commit still pending: no abort can follow it */
+                        /* The commit is still pending and its outcome unknown: a
+                         * new producer's init_transactions may complete it, and
+                         * replaying the rewound input would then commit it twice.
+                         * Not recoverable in-process: the next owner restores
+                         * from what Kafka committed. */
+                        w->fatal = 1;
                         return txn_error(w, e, "commit did not complete after retries", errstr,
                                          errstr_size);
                 }
@@ -644,7 +660,7 @@ static void sleep_ms(rill_worker_t *w, int64_t ms) {
 /* ---- recovery ------------------------------------------------------------------------- */
 
 static int make_producer(rill_worker_t *w, char *errstr, size_t errstr_size);
-static int init_transactions(rill_worker_t *w);
+static int init_transactions(rill_worker_t *w, int64_t deadline_ms);
 
 /* A fatal transactional error (the producer fenced, its epoch bumped by the
  * coordinator after a transaction timeout, a commit that never completed):
@@ -692,10 +708,10 @@ static int recover_producer(rill_worker_t *w, const char *why) {
                 w->fatal = 1;
                 return -1;
         }
-        if (init_transactions(w)) {
+        if (init_transactions(w, rill_now_mono_ms() + RILL_STUCK_MS)) {
                 if (!atomic_load(&w->app->stop))
                         rill_app_fail(w->app, "thread %s: cannot initialise transactions of the "
-                                              "new producer", w->name);
+                                              "new producer within %d ms", w->name, RILL_STUCK_MS);
                 w->fatal = 1;
                 return -1;
         }
@@ -901,7 +917,9 @@ static void load_positions(rill_worker_t *w) {
  * resume it. A seek that fails leaves it paused, in RILL_STAGE_REWIND,
  * tried again at the next pass for REWIND_MAX_MS. @returns 0 running. */
 static int start_running(rill_worker_t *w, rill_task_t *t) {
-        if (t->kind == RILL_TASK_AGG && w->pg && t->epoch == 0) {
+        /* a task back from REWIND whose epoch was dropped (epoch_lost) takes
+         * it after the broker confirms ownership, as every running task */
+        if (t->kind == RILL_TASK_AGG && w->pg && t->epoch == 0 && t->stage != RILL_STAGE_REWIND) {
                 char errstr[512];
                 t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, t->partition, errstr,
                                                      sizeof(errstr));
@@ -916,6 +934,9 @@ static int start_running(rill_worker_t *w, rill_task_t *t) {
         if (t->refetch_from >= 0) {
                 t->eof_offset = -1; /* seen again at the end after the seek */
                 rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, l, 10000);
+                if (!e && l->elems[0].err)
+                        e = rd_kafka_error_new(l->elems[0].err, "%s",
+                                               rd_kafka_err2str(l->elems[0].err));
                 if (e) {
                         int64_t waited = rill_now_mono_ms() - t->assigned_ms;
                         rill_log(RILL_LOG_WARN, "rewind_retry",
@@ -931,14 +952,18 @@ static int start_running(rill_worker_t *w, rill_task_t *t) {
                                               (long long)t->refetch_from, (long long)waited);
                                 w->fatal = 1;
                         }
+                        pthread_mutex_lock(&w->tasks_lock);
                         t->stage = RILL_STAGE_REWIND; /* again at the next pass */
+                        pthread_mutex_unlock(&w->tasks_lock);
                         return -1;
                 }
         }
         rd_kafka_resume_partitions(w->consumer, l);
         rd_kafka_topic_partition_list_destroy(l);
         t->refetch_from = -1;
+        pthread_mutex_lock(&w->tasks_lock); /* queries read the stage under it */
         t->stage = RILL_STAGE_RUNNING;
+        pthread_mutex_unlock(&w->tasks_lock);
         t->last_activity_ms = rill_now_mono_ms();
         w->starting--;
         int mslot = metric_slot(w, t->kind, t->partition);
@@ -955,8 +980,9 @@ static void restore_some(rill_worker_t *w) {
         char errstr[512];
         rill_task_t *t = w->restoring_task;
         if (!t) {
+                int64_t now = rill_now_mono_ms();
                 FOREACH_TASK(w, c) {
-                        if (c->stage == RILL_STAGE_RESTORE) {
+                        if (c->stage == RILL_STAGE_RESTORE && now >= c->restore_after_ms) {
                                 t = c;
                                 break;
                         }
@@ -992,6 +1018,8 @@ static void restore_some(rill_worker_t *w) {
                  w->name, t->partition, t->restore_started + 1, errstr);
         if (++t->restore_started >= 3)
                 rill_app_fail(w->app, "cannot open task %s [%d]: %s", t->topic, t->partition, errstr);
+        else
+                t->restore_after_ms = rill_now_mono_ms() + (1000LL << t->restore_started);
 }
 
 /* Bring new tasks to running: positions first, then restores. */
@@ -1052,7 +1080,9 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 rd_kafka_topic_partition_list_t *paused = rd_kafka_topic_partition_list_new(4);
                 assign_tasks(w, parts, paused);
                 e = rd_kafka_incremental_assign(rk, parts);
-                if (!e && paused->cnt)
+                if (e)
+                        close_tasks(w, paused); /* not ours after all */
+                else if (paused->cnt)
                         rd_kafka_pause_partitions(rk, paused);
                 rd_kafka_topic_partition_list_destroy(paused);
                 atomic_store(&w->m->joined, 1);
@@ -1399,8 +1429,12 @@ static void check_sources(rill_worker_t *w) {
                                        : "announced_to_every_aggregation_task");
 }
 
-static int init_transactions(rill_worker_t *w) {
+/* @returns 0, or -1: fatal, stopping, or still failing at deadline_ms
+ * (mono; 0 = only the stop flag bounds it: the thread's start). */
+static int init_transactions(rill_worker_t *w, int64_t deadline_ms) {
         for (int attempt = 0; !atomic_load(&w->app->stop); attempt++) {
+                if (deadline_ms && rill_now_mono_ms() >= deadline_ms)
+                        return -1;
                 rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, (int)w->txn_timeout_ms);
                 if (!e)
                         return 0;
@@ -1504,7 +1538,6 @@ static void run_loop(rill_worker_t *w) {
                         continue;
                 }
                 check_sources(w);
-                start_tasks(w);
                 now = rill_now_mono_ms();
                 int advanced = 0;
                 FOREACH_TASK(w, t) {
@@ -1531,12 +1564,18 @@ static void run_loop(rill_worker_t *w) {
                         commit_all(w, "interval");
                         w->commit_total_ms += rill_now_mono_ms() - now;
                 }
+                /* new tasks' broker calls (committed offsets, end offsets,
+                 * seeks: up to 10 s each) and restore slices only while no
+                 * transaction is open, right after a commit: none of them can
+                 * outlast a transaction's deadline */
+                if (!w->txn_open)
+                        start_tasks(w);
         }
 }
 
 void *rill_worker_main(void *arg) {
         rill_worker_t *w = arg;
-        if (init_transactions(w)) {
+        if (init_transactions(w, 0)) {
                 if (!atomic_load(&w->app->stop))
                         rill_app_fail(w->app, "thread %s: cannot initialise transactions", w->name);
                 return NULL;

@@ -39,9 +39,10 @@ def test_broker_away_for_twice_the_transaction_timeout_costs_no_process(outage):
     # stopped: it comes back with the transactions' state, and the open
     # ones are aborted by their producers once it answers. frozen (SIGSTOP:
     # connections stay open, nothing is refused): when it answers again the
-    # coordinator aborts the transactions that timed out and bumps the
+    # coordinator may abort the transactions that timed out and bump the
     # producers' epochs, a fatal error for the threads that had one open:
-    # they recreate their producer. Either way the same processes go on.
+    # they recreate their producer (in the runs here the retried commits
+    # succeeded first). Either way the same processes go on.
     with h.private_kafka("recovery-broker") as kafka:
         sc = Scenario(partitions=6, workers=3, sellers=8)
         try:

@@ -36,8 +36,7 @@ def test_a_restore_longer_than_max_poll_interval_neither_evicts_nor_stalls_the_t
                   window_ms=3600000, grace_ms=20000)
     sc.in_order = True
     try:
-        w0 = sc.load_then_stop(count=40000, rate=20000)
-        del w0
+        sc.load_then_stop(count=40000, rate=20000)
         port = h.free_port()
         sc.flags += ["--restore-batch-records", "500", "--http-port", str(port)]
         w1 = sc.new_worker()

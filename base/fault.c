@@ -16,7 +16,8 @@
 
 static const char *points[] = {"before_pg_commit",   "after_pg_commit", "before_kafka_commit",
                                "after_kafka_commit", "mid_restore",     "in_rebalance",
-                               "results_in_flight",  "closing_windows", NULL};
+                               "results_in_flight",  "closing_windows", "abort_unanswered",
+                               NULL};
 static char armed[64];
 static atomic_long remaining;
 static long pause_ms; /* RILL_FAULT_PAUSE_MS: freeze the calling thread instead of dying */
@@ -39,7 +40,7 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
                          "invalid RILL_FAULT \"%s\": expected <point>[:<n>] with point one of "
                          "before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit, "
                          "mid_restore, "
-                         "in_rebalance, results_in_flight, closing_windows",
+                         "in_rebalance, results_in_flight, closing_windows, abort_unanswered",
                          spec);
                 return -1;
         }
@@ -54,20 +55,30 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
                 return -1;
         }
         const char *ev = getenv("RILL_FAULT_EVERY");
-        every = ev && !strcmp(ev, "1") && pause_ms > 0;
+        every = ev && !strcmp(ev, "1") && (pause_ms > 0 || !strcmp(armed, "abort_unanswered"));
         rill_log(RILL_LOG_WARN, "fault_armed", "point=%s hit=%ld pause_ms=%ld every=%d", armed, n,
                  pause_ms, every);
         return 0;
 }
 
-void rill_fault(const char *point) {
+/* Count a hit of an armed point. @returns 1 when it fires now. */
+static int fires(const char *point, int fail) {
         if (!armed[0] || strcmp(point, armed))
-                return;
+                return 0;
         long left = atomic_fetch_sub(&remaining, 1);
         if (left == 1 || (every && left < 1)) {
                 if (left == 1)
-                        rill_log(RILL_LOG_WARN, "fault_fired", "point=%s pause_ms=%ld", point,
-                                 pause_ms);
+                        rill_log(RILL_LOG_WARN, "fault_fired", "point=%s pause_ms=%ld action=%s",
+                                 point, pause_ms, fail ? "fail_the_call" : pause_ms ? "pause" : "die");
+                return 1;
+        }
+        return 0;
+}
+
+int rill_fault_fail(const char *point) { return fires(point, 1); }
+
+void rill_fault(const char *point) {
+        if (fires(point, 0)) {
                 if (pause_ms) {
                         /* only this thread stops: librdkafka's threads (and their
                          * heartbeats) go on, as in a long stall of the thread */

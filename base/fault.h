@@ -10,6 +10,9 @@
  * step, e.g. a restore throttled at each of its batches).
  * Points: before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit,
  * mid_restore, in_rebalance, results_in_flight, closing_windows.
+ * Fail points make a call fail instead (rill_fault_fail): abort_unanswered,
+ * an abort of the transaction that the coordinator never answers, so the
+ * thread gives up on it (with RILL_FAULT_EVERY=1, every abort from the n-th).
  */
 #ifndef RILL_FAULT_H
 #define RILL_FAULT_H
@@ -20,5 +23,9 @@ int rill_fault_init(char *errstr, size_t errstr_size);
 
 /** Reach a fault point. @locality any thread (the hit counter is atomic). */
 void rill_fault(const char *point);
+
+/** Reach a fail point. @returns 1 when it fires: the caller fails the call
+ *  it guards as the real failure would. @locality any thread. */
+int rill_fault_fail(const char *point);
 
 #endif

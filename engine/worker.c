@@ -184,6 +184,11 @@ int rill_worker_produce(rill_worker_t *w, rill_out_t out, int32_t partition,
                 if (e) {
                         if (hdrs)
                                 rd_kafka_headers_destroy(hdrs);
+                        /* begin is local: it fails only when the producer is
+                         * fatal or still inside an earlier transaction that
+                         * never ended, and every later begin would fail the
+                         * same way: the producer is recreated */
+                        w->txn_fatal = 1;
                         return txn_error(w, e, "cannot begin transaction", errstr, errstr_size);
                 }
                 w->txn_open = 1;
@@ -306,13 +311,20 @@ static int abort_all(rill_worker_t *w, const char *why) {
         int rc = 0;
         if (w->txn_open) {
                 /* An abort that times out is retriable: librdkafka expects the
-                 * same call again. Anything else that fails leaves the producer
-                 * in a state no later transaction can start from (a pending
-                 * commit gives _CONFLICT, and so would every begin after it):
-                 * that is the fatal path. */
+                 * same call again. An abort that does not end (retriable calls
+                 * exhausted, or any other error) leaves the producer in a
+                 * transaction that no later begin can start from ("not valid
+                 * in state InTransaction/AbortingTransaction", for ever): the
+                 * producer is recreated (txn_fatal: recover_producer), whose
+                 * init_transactions aborts what this one left open. A commit
+                 * still pending never gets here (commit_txn fails the thread). */
                 for (int call = 1;; call++) {
                         rd_kafka_error_t *e =
-                            rd_kafka_abort_transaction(w->producer, (int)w->txn_timeout_ms);
+                            rill_fault_fail("abort_unanswered")
+                                ? rd_kafka_error_new(RD_KAFKA_RESP_ERR__TIMED_OUT,
+                                                     "fault point abort_unanswered: the "
+                                                     "coordinator did not answer the abort")
+                                : rd_kafka_abort_transaction(w->producer, (int)w->txn_timeout_ms);
                         if (!e)
                                 break;
                         int retriable = rd_kafka_error_is_retriable(e);
@@ -321,13 +333,8 @@ static int abort_all(rill_worker_t *w, const char *why) {
                                  retriable, rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
                         if (!retriable || call >= TXN_RETRY_CALLS || atomic_load(&w->app->stop)) {
-                                /* fatal only when librdkafka says so (a commit
-                                 * still pending makes commit_txn fail the thread
-                                 * itself); otherwise the next begin tells */
-                                if (rd_kafka_fatal_error(w->producer, NULL, 0)) {
-                                        w->txn_fatal = 1;
-                                        rc = -1;
-                                }
+                                w->txn_fatal = 1;
+                                rc = -1;
                                 break;
                         }
                 }
@@ -1476,6 +1483,10 @@ static void warm_metadata(rill_worker_t *w) {
 static void run_loop(rill_worker_t *w) {
         char errstr[512];
         while (!atomic_load(&w->app->stop) && !w->fatal) {
+                /* an abort outside a failed cycle (a lost assignment, in the
+                 * rebalance callback) may have left the producer unusable */
+                if (w->txn_fatal && !w->txn_open && recover_producer(w, "the last abort did not end"))
+                        return;
                 int64_t now = rill_now_mono_ms();
                 int64_t wait = w->last_commit_ms + w->app->commit_ms - now;
                 int failed = 0;

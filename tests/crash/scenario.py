@@ -99,6 +99,21 @@ class Scenario:
         assert "event=fault_fired" in w.log(), w.log()[-2000:]
 
     # ---- the end ---------------------------------------------------------------------
+    def wait_consumed(self, topics, timeout, tick):
+        """h.wait_consumed; on a timeout the failure carries what every worker
+        logged last (librdkafka's lines left out), so that a stall seen only
+        on CI can be read there."""
+        try:
+            h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=tick)
+        except AssertionError as e:
+            tails = []
+            for w in self.workers:
+                lines = [l for l in (w.log() if w.log_path else "").splitlines()
+                         if "event=librdkafka" not in l and "event=commit " not in l]
+                tails.append(f"--- worker {w.proc.pid if w.proc else None}, last lines:\n"
+                             + "\n".join(l[:300] for l in lines[-25:]))
+            raise AssertionError(f"{e}\n" + "\n".join(tails)) from None
+
     def finish(self, timeout=180, keep=None, supervise=False):
         """Ensure every worker runs, let them consume everything, close the
         windows with one late-time event per seller, wait for the results, and
@@ -130,7 +145,7 @@ class Scenario:
                     self.supervisor_restarts += 1
                     w.start()
         topics = [self.names["input"]] + ([] if self.keyed else [f"{self.names['app']}-repartition"])
-        h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=tick)
+        self.wait_consumed(topics, timeout, tick)
         end_s = self.base_s + self.produced * 2 // 1000 + (self.window_ms + self.grace_ms) // 1000 + 5
         # A source partition that was caught up and quiet for idle.timeout.ms
         # advanced to wall-clock time (the idle rule), which is past the
@@ -145,7 +160,7 @@ class Scenario:
             for p in range(len(h.end_offsets(self.names["input"]))):
                 h.produce(self.names["input"], [(None, h.event(self.sellers[p % len(self.sellers)], 1, end_s))],
                           partition=p)
-        h.wait_consumed(self.names["app"], topics, timeout=timeout, tick=tick)
+        self.wait_consumed(topics, timeout, tick)
         deadline = time.monotonic() + 60
         while True:
             rep = self.verify()

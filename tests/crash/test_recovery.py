@@ -111,29 +111,59 @@ def postgres_pids():
     return allp
 
 
+def freeze_postgres_under_load(sc):
+    """Freeze the local Postgres for twice transaction.timeout.ms while the
+    scenario's load runs: the commits in flight fail and are aborted."""
+    time.sleep(4)
+    frozen = postgres_pids()
+    assert frozen, "the local Postgres processes"
+    for p in frozen:
+        os.kill(p, signal.SIGSTOP)
+    try:
+        time.sleep(2 * T_MS / 1000)
+    finally:
+        for p in frozen:
+            try:
+                os.kill(p, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+
+
 def test_postgres_frozen_for_twice_the_transaction_timeout_costs_no_process():
     sc = Scenario(partitions=6, workers=3, sellers=8)
     try:
         sc.start()
         before = pids(sc)
         sc.start_load(count=30000, rate=1500)
-        time.sleep(4)
-        frozen = postgres_pids()
-        assert frozen, "the local Postgres processes"
-        for p in frozen:
-            os.kill(p, signal.SIGSTOP)
-        try:
-            time.sleep(2 * T_MS / 1000)
-        finally:
-            for p in frozen:
-                try:
-                    os.kill(p, signal.SIGCONT)
-                except ProcessLookupError:
-                    pass
+        freeze_postgres_under_load(sc)
         sc.drain_producer()
         sc.finish(timeout=300)
         assert_same_processes(sc, before)
         logs = "\n".join(w.all_logs() for w in sc.workers)
         assert "event=commit_failed" in logs and "event=commit_recovered" in logs, logs[-3000:]
+    finally:
+        sc.stop_all()
+
+
+def test_an_abort_that_never_ends_recreates_the_producer():
+    # The commits that Postgres' freeze fails are aborted, and the first
+    # abort of every worker is not answered (fault point abort_unanswered:
+    # as when the coordinator stays away past the abort's retries). The
+    # producer is left inside a transaction that never ended. Before, the
+    # thread went on with it: every begin_transaction failed ("not valid in
+    # state InTransaction"), nothing ever committed again, and the partitions
+    # stalled while the process looked alive (what CI saw after a broker
+    # restart). Now the producer is recreated and the totals are exact.
+    sc = Scenario(partitions=6, workers=3, sellers=8)
+    try:
+        sc.start(env_extra={"RILL_FAULT": "abort_unanswered"})
+        before = pids(sc)
+        sc.start_load(count=30000, rate=1500)
+        freeze_postgres_under_load(sc)
+        sc.drain_producer()
+        sc.finish(timeout=240)
+        assert_same_processes(sc, before)
+        logs = "\n".join(w.all_logs() for w in sc.workers)
+        assert "point=abort_unanswered" in logs and "event=thread_recovered" in logs, logs[-3000:]
     finally:
         sc.stop_all()

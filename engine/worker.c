@@ -83,6 +83,8 @@ struct rill_worker {
         int failures; /* consecutive failed commit cycles */
         int fatal;     /* the thread cannot go on (its state, its configuration) */
         int txn_fatal; /* the producer cannot go on: recreated (recover_producer) */
+        int commit_pending; /* a commit left retriable (stopping): never recreate */
+        int in_rebalance;   /* inside rebalance_cb: recovery waits for the loop */
         int64_t last_recovery_ms;
         int recovery_streak;
         char txn_id[400], client_id[400];
@@ -317,7 +319,11 @@ static int abort_all(rill_worker_t *w, const char *why) {
                  * in state InTransaction/AbortingTransaction", for ever): the
                  * producer is recreated (txn_fatal: recover_producer), whose
                  * init_transactions aborts what this one left open. A commit
-                 * still pending never gets here (commit_txn fails the thread). */
+                 * still pending may get here only when stopping (commit_txn
+                 * marks it: recover_producer then refuses). Inside the
+                 * rebalance callback one call only: the loop recreates the
+                 * producer after it, the group is not kept waiting. */
+                int calls = w->in_rebalance ? 1 : TXN_RETRY_CALLS;
                 for (int call = 1;; call++) {
                         rd_kafka_error_t *e =
                             rill_fault_fail("abort_unanswered")
@@ -332,7 +338,7 @@ static int abort_all(rill_worker_t *w, const char *why) {
                                  "thread=%s call=%d retriable=%d error=\"%s\"", w->name, call,
                                  retriable, rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
-                        if (!retriable || call >= TXN_RETRY_CALLS || atomic_load(&w->app->stop)) {
+                        if (!retriable || call >= calls || atomic_load(&w->app->stop)) {
                                 w->txn_fatal = 1;
                                 rc = -1;
                                 break;
@@ -533,8 +539,13 @@ static int commit_txn(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 rd_kafka_error_t *e = rd_kafka_commit_transaction(w->producer, txn_wait_ms(w));
                 if (!e)
                         return 0;
-                if (!rd_kafka_error_is_retriable(e) || atomic_load(&w->app->stop))
+                if (!rd_kafka_error_is_retriable(e) || atomic_load(&w->app->stop)) {
+                        /* stopping with the commit still pending: its outcome
+                         * is unknown, no new producer may complete it */
+                        if (rd_kafka_error_is_retriable(e))
+                                w->commit_pending = 1;
                         return txn_error(w, e, "cannot commit transaction", errstr, errstr_size);
+                }
                 rill_log(RILL_LOG_WARN, "txn_commit_retry", "thread=%s call=%d error=\"%s\"",
                          w->name, call, rd_kafka_error_string(e));
                 if (rill_now_mono_ms() > w->txn_deadline_ms + 2 * w->txn_timeout_ms + 30000) {
@@ -683,6 +694,10 @@ static int init_transactions(rill_worker_t *w, int64_t deadline_ms);
  * @returns 0 recovered, -1 the thread cannot go on (stopping, or no new
  * producer can be made: rill_app_fail was called). */
 static int recover_producer(rill_worker_t *w, const char *why) {
+        if (w->commit_pending || atomic_load(&w->app->stop)) {
+                w->fatal = 1; /* stopping: the next owner restores from what Kafka committed */
+                return -1;
+        }
         int64_t t0 = rill_now_mono_ms();
         atomic_store(&w->m->recovering, 1);
         w->recovery_streak = w->last_recovery_ms && t0 - w->last_recovery_ms < 60000
@@ -745,8 +760,13 @@ static int fail_or_recover(rill_worker_t *w, const char *errstr) {
                 rill_app_fail(w->app, "thread %s: unrecoverable error: %s", w->name, errstr);
                 return -1;
         }
-        if (w->txn_fatal)
+        if (w->txn_fatal) {
+                /* in the rebalance callback the group waits: run_loop
+                 * recreates the producer right after it (txn_fatal stays) */
+                if (w->in_rebalance)
+                        return 1;
                 return recover_producer(w, errstr) ? -1 : 1;
+        }
         return 0;
 }
 
@@ -1080,6 +1100,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
         rill_worker_t *w = opaque;
         rill_fault("in_rebalance");
+        w->in_rebalance = 1;
         rd_kafka_error_t *e = NULL;
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rill_log(RILL_LOG_INFO, "partitions_assigned", "thread=%s count=%d", w->name,
@@ -1110,6 +1131,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_error_string(e));
                 rd_kafka_error_destroy(e);
         }
+        w->in_rebalance = 0;
 }
 
 /* ---- clients ---------------------------------------------------------------------------- */

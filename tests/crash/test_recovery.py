@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from scenario import Scenario, h  # noqa: E402
@@ -32,17 +31,22 @@ def assert_same_processes(sc, before):
     assert sc.supervisor_restarts == 0
 
 
-@pytest.mark.parametrize("outage", ["stopped", "frozen"])
-def test_broker_away_for_twice_the_transaction_timeout_costs_no_process(outage):
+def test_broker_frozen_for_twice_the_transaction_timeout_costs_no_process():
     # A private broker (its own ports and data), so that taking it away
-    # harms no other test, for twice transaction.timeout.ms under load.
-    # stopped: it comes back with the transactions' state, and the open
-    # ones are aborted by their producers once it answers. frozen (SIGSTOP:
-    # connections stay open, nothing is refused): when it answers again the
-    # coordinator may abort the transactions that timed out and bump the
-    # producers' epochs, a fatal error for the threads that had one open:
-    # they recreate their producer (in the runs here the retried commits
-    # succeeded first). Either way the same processes go on.
+    # harms no other test, frozen (SIGSTOP: connections stay open, nothing
+    # is refused) for twice transaction.timeout.ms under load. When it
+    # answers again the coordinator may abort the transactions that timed
+    # out and bump the producers' epochs, a fatal error for the threads that
+    # had one open: they recreate their producer (in the runs here the
+    # retried commits succeeded first). Either way the same processes go on.
+    # Not a stopped or killed single broker: its restart hits a broker bug
+    # in about one run of three (the markers of a transaction whose commit
+    # was pending are skipped when the coordinator reloads it before the
+    # partitions' leaders are known: "Couldn't find leader endpoint ... can
+    # be skipped"), which leaves a hanging transaction that blocks every
+    # read_committed reader until an operator aborts it
+    # (docs/troubleshooting.md); CI saw it as a 300 s stall. A broker
+    # stopped in a replicated cluster: test_outages.py.
     with h.private_kafka("recovery-broker") as kafka:
         sc = Scenario(partitions=6, workers=3, sellers=8)
         try:
@@ -50,17 +54,12 @@ def test_broker_away_for_twice_the_transaction_timeout_costs_no_process(outage):
             before = pids(sc)
             sc.start_load(count=30000, rate=1500)
             time.sleep(4)
-            if outage == "stopped":
-                kafka.run("stop-broker", "1", timeout=120)
+            pid = kafka.pid(1)
+            os.kill(pid, signal.SIGSTOP)
+            try:
                 time.sleep(2 * T_MS / 1000)
-                kafka.run("start-broker", "1")
-            else:
-                pid = kafka.pid(1)
-                os.kill(pid, signal.SIGSTOP)
-                try:
-                    time.sleep(2 * T_MS / 1000)
-                finally:
-                    os.kill(pid, signal.SIGCONT)
+            finally:
+                os.kill(pid, signal.SIGCONT)
             sc.drain_producer()
             sc.finish(timeout=300)
             assert_same_processes(sc, before)
@@ -164,6 +163,9 @@ def test_an_abort_that_never_ends_recreates_the_producer():
         sc.finish(timeout=240)
         assert_same_processes(sc, before)
         logs = "\n".join(w.all_logs() for w in sc.workers)
-        assert "point=abort_unanswered" in logs and "event=thread_recovered" in logs, logs[-3000:]
+        # fault_armed names the point at start-up; fault_fired only when an
+        # abort really went unanswered
+        assert "event=fault_fired point=abort_unanswered" in logs, logs[-3000:]
+        assert "event=thread_recovered" in logs, logs[-3000:]
     finally:
         sc.stop_all()

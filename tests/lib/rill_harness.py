@@ -213,7 +213,11 @@ def records_between(topic, partition, start, end, timeout=30):
 
 _TRANSIENT = {KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
               KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.REQUEST_TIMED_OUT,
-              KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN}
+              KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN,
+              # right after a broker answers again its metadata may not list
+              # the partitions' leaders yet (seen after a SIGSTOP/SIGCONT)
+              KafkaError._UNKNOWN_PARTITION, KafkaError.LEADER_NOT_AVAILABLE,
+              KafkaError.NOT_LEADER_FOR_PARTITION}
 
 
 def wait_consumed(group, topics, timeout=60, tick=None):

@@ -128,20 +128,27 @@ def freeze_postgres_under_load(sc):
                 pass
 
 
-def test_postgres_frozen_for_twice_the_transaction_timeout_costs_no_process():
+def postgres_frozen_under_load(timeout, env_extra=None):
+    """Three workers under load while Postgres is frozen for twice
+    transaction.timeout.ms; the totals must be exact and the same processes
+    running at the end. @returns every worker's log."""
     sc = Scenario(partitions=6, workers=3, sellers=8)
     try:
-        sc.start()
+        sc.start(env_extra=env_extra)
         before = pids(sc)
         sc.start_load(count=30000, rate=1500)
         freeze_postgres_under_load(sc)
         sc.drain_producer()
-        sc.finish(timeout=300)
+        sc.finish(timeout=timeout)
         assert_same_processes(sc, before)
-        logs = "\n".join(w.all_logs() for w in sc.workers)
-        assert "event=commit_failed" in logs and "event=commit_recovered" in logs, logs[-3000:]
+        return "\n".join(w.all_logs() for w in sc.workers)
     finally:
         sc.stop_all()
+
+
+def test_postgres_frozen_for_twice_the_transaction_timeout_costs_no_process():
+    logs = postgres_frozen_under_load(timeout=300)
+    assert "event=commit_failed" in logs and "event=commit_recovered" in logs, logs[-3000:]
 
 
 def test_an_abort_that_never_ends_recreates_the_producer():
@@ -151,21 +158,10 @@ def test_an_abort_that_never_ends_recreates_the_producer():
     # producer is left inside a transaction that never ended. Before, the
     # thread went on with it: every begin_transaction failed ("not valid in
     # state InTransaction"), nothing ever committed again, and the partitions
-    # stalled while the process looked alive (what CI saw after a broker
-    # restart). Now the producer is recreated and the totals are exact.
-    sc = Scenario(partitions=6, workers=3, sellers=8)
-    try:
-        sc.start(env_extra={"RILL_FAULT": "abort_unanswered"})
-        before = pids(sc)
-        sc.start_load(count=30000, rate=1500)
-        freeze_postgres_under_load(sc)
-        sc.drain_producer()
-        sc.finish(timeout=240)
-        assert_same_processes(sc, before)
-        logs = "\n".join(w.all_logs() for w in sc.workers)
-        # fault_armed names the point at start-up; fault_fired only when an
-        # abort really went unanswered
-        assert "event=fault_fired point=abort_unanswered" in logs, logs[-3000:]
-        assert "event=thread_recovered" in logs, logs[-3000:]
-    finally:
-        sc.stop_all()
+    # stalled while the process looked alive. Now the producer is recreated
+    # and the totals are exact.
+    logs = postgres_frozen_under_load(timeout=240, env_extra={"RILL_FAULT": "abort_unanswered"})
+    # fault_armed names the point at start-up; fault_fired only when an
+    # abort really went unanswered
+    assert "event=fault_fired point=abort_unanswered" in logs, logs[-3000:]
+    assert "event=thread_recovered" in logs, logs[-3000:]

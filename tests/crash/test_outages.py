@@ -67,6 +67,22 @@ def test_commit_call_timing_out_is_retried_until_the_broker_answers():
     # shorter than transaction.timeout.ms, so the coordinator does not abort
     # the transaction: the retried call must complete it, and the totals
     # must be exact, with the same process.
+    # On a broker of its own: a freeze of the shared broker, which holds
+    # every topic the suite made before, fences it when it resumes
+    # (broker.session.timeout.ms), every partition loses its leader for a
+    # moment, and the coordinator reloads the pending commit before the
+    # leaders are back -- the broker bug of docs/troubleshooting.md ("After
+    # a broker restart some partitions never move again"), a hanging
+    # transaction: the likely cause of results that never came in one CI
+    # run (not reproduced here, 10 runs on a broker with 300 partitions). This test is
+    # about the commit call, so the broker is not fenced: its session
+    # timeout outlasts the freeze.
+    with h.private_kafka("commit-retry",
+                         env_extra={"RILL_KAFKA_BROKER_SESSION_TIMEOUT_MS": "90000"}) as kafka:
+        _commit_call_timing_out(kafka)
+
+
+def _commit_call_timing_out(kafka):
     names = h.app_topics(partitions=2)
     window = 60000
     base = h.aligned_base(window, minutes_ago=30)
@@ -81,7 +97,7 @@ def test_commit_call_timing_out_is_retried_until_the_broker_answers():
     sellers = [f"s{i}" for i in range(4)]
     events = [(sellers[i % 4], i + 1, base + (i // 100) * window + i * 7) for i in range(300)]
     closing = [(s, 1, base + 10 * window) for s in sellers]  # closed by the idle advance
-    pid = int(sh(os.path.join(LOCAL, "kafka", "kafka"), "pid", "1").strip() or 0)
+    pid = kafka.pid(1)
     assert pid, "the broker's pid"
     try:
         agg.start().wait_ready()
@@ -105,7 +121,12 @@ def test_commit_call_timing_out_is_retried_until_the_broker_answers():
             except KafkaException:  # partition leaders while the broker re-registers
                 return False
             return got == want
-        h.wait_until(exact, 120, "the results after the broker came back")
+        try:
+            h.wait_until(exact, 120, "the results after the broker came back")
+        except AssertionError as e:
+            diff = {k: (want.get(k), got.get(k)) for k in set(want) | set(got) if want.get(k) != got.get(k)}
+            raise AssertionError(f"{e}\n(want, got) where they differ: {sorted(diff.items())}\n"
+                                 f"worker log:\n{agg.log()[-6000:]}") from None
         h.wait_until(lambda: {k: v[:2] for k, v in h.pg_results(names["table"]).items()} == want,
                      60, "Postgres to equal the expected totals")
         log = agg.log()

@@ -74,9 +74,9 @@ def test_commit_call_timing_out_is_retried_until_the_broker_answers():
     # leaders are back -- the broker bug of docs/troubleshooting.md ("After
     # a broker restart some partitions never move again"), a hanging
     # transaction: the likely cause of results that never came in one CI
-    # run (not reproduced here, 10 runs on a broker with 300 partitions). This test is
-    # about the commit call, so the broker is not fenced: its session
-    # timeout outlasts the freeze.
+    # run (not reproduced here: 12 runs on a broker with about 300
+    # partitions). This test is about the commit call, so the broker is not
+    # fenced: its session timeout outlasts the freeze.
     with h.private_kafka("commit-retry",
                          env_extra={"RILL_KAFKA_BROKER_SESSION_TIMEOUT_MS": "90000"}) as kafka:
         _commit_call_timing_out(kafka)

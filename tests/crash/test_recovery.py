@@ -47,7 +47,19 @@ def test_broker_frozen_for_twice_the_transaction_timeout_costs_no_process():
     # read_committed reader until an operator aborts it
     # (docs/troubleshooting.md); CI saw it as a 300 s stall. A broker
     # stopped in a replicated cluster: test_outages.py.
-    with h.private_kafka("recovery-broker") as kafka:
+    # The broker's own session timeout outlasts the freeze, so that its
+    # controller does not fence it when it resumes. Fenced, every partition
+    # is without a leader for a moment, and a coordinator that writes an
+    # abort's markers in that moment skips them ("Couldn't find leader
+    # endpoint ... can be skipped"): the aborted records then belong to the
+    # producer's next transaction and are committed with it, a double count
+    # no client can prevent (seen here in 1 run of 10, and once in CI: the
+    # broker's data showed the abort's markers missing from every
+    # repartition partition; docs/troubleshooting.md). What this test is
+    # about, the coordinator aborting the transactions that timed out while
+    # the engine's threads wait, needs no fencing of the broker.
+    with h.private_kafka("recovery-broker",
+                         env_extra={"RILL_KAFKA_BROKER_SESSION_TIMEOUT_MS": "90000"}) as kafka:
         sc = Scenario(partitions=6, workers=3, sellers=8)
         try:
             sc.start()

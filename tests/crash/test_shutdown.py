@@ -196,10 +196,12 @@ def rolling_restart(static):
         rebalances = assignments()
         print(f"\nrolling restart ({'static' if static else 'dynamic'} membership): "
               f"{rebalances} assignments logged in all; before any restart the longest stall of a "
-              f"partition's committed offset was {baseline:.1f}s")
+              f"partition's committed offset was {baseline if baseline is None else round(baseline, 1)}s")
         for i, took, down, gap, na in report:
+            # no sample in the interval: every probe of it failed (logged as unmeasured)
+            gap = "unmeasured" if gap is None else f"{gap:.1f}s"
             print(f"  worker {i}: SIGTERM to exit {took:.1f}s, SIGTERM to tasks again {down:.1f}s, "
-                  f"longest stall of a partition's committed offset {gap:.1f}s, "
+                  f"longest stall of a partition's committed offset {gap}, "
                   f"{na} assignments logged by all workers")
         return report, rebalances
     finally:

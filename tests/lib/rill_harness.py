@@ -9,6 +9,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -459,6 +460,9 @@ def private_kafka(name, port=None, brokers=1, env_extra=None):
         yield k
     finally:
         BOOTSTRAP = saved
+        if os.environ.get("RILL_EVIDENCE_DIR"):  # a copy of the brokers' data, to read later
+            shutil.copytree(env["RILL_RUN_DIR"], os.path.join(os.environ["RILL_EVIDENCE_DIR"], name),
+                            symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True)
         subprocess.run([os.path.join(ROOT, "deploy", "local", "kafka", "kafka"), "down"],
                        capture_output=True, text=True, timeout=120, env=env)
 

@@ -42,12 +42,12 @@ static int64_t reserved_mb(int partitions, int threads) {
 }
 
 /* The smallest budget: each store's 2 minimal write buffers in the 25 %
- * share, each thread's minimal consumer queue in the 15 % share, and 16 MB
+ * share, each thread's minimal consumer queue in the 25 % share, and 16 MB
  * in all. */
 static int64_t min_budget_mb(int partitions, int threads) {
         int64_t b = 16;
         int64_t by_stores = (partitions * WRITE_BUFFERS * WRITE_BUFFER_MIN * 4 + MB - 1) / MB;
-        int64_t by_threads = (threads * CONSUMER_MIN * 100 / 15 + MB - 1) / MB;
+        int64_t by_threads = (threads * CONSUMER_MIN * 100 / 25 + MB - 1) / MB;
         if (by_stores > b)
                 b = by_stores;
         if (by_threads > b)
@@ -99,7 +99,7 @@ int rill_memplan(int64_t limit_mb, int partitions, int threads, rill_memplan_t *
          * bound counts payloads only); a thread fetches up to every input and
          * repartition partition, and one fetch response stays in memory
          * until its last message is consumed */
-        int64_t cs = b * 15 / 100 / threads;
+        int64_t cs = b * 25 / 100 / threads;
         kv(&p->consumer[0], "queued.min.messages", clamp(cs / MSG_COST, 1000,
                                                          QUEUED_MIN_MESSAGES_MAX));
         kv(&p->consumer[1], "queued.max.messages.kbytes", clamp(cs / 2 / KB, 1024, 1048576));
@@ -114,7 +114,7 @@ int rill_memplan(int64_t limit_mb, int partitions, int threads, rill_memplan_t *
            clamp(rs / 4, 32 * KB, 1024 * KB));
         /* transactional producers: a full queue makes the produce call wait
          * for deliveries (bounded by the transaction's deadline) */
-        int64_t ps = b * 20 / 100 / threads;
+        int64_t ps = b * 10 / 100 / threads;
         kv(&p->producer[0], "queue.buffering.max.messages", clamp(ps / MSG_COST, 1000, 100000));
         kv(&p->producer[1], "queue.buffering.max.kbytes", clamp(ps / 2 / KB, 1024, 1048576));
         return 0;

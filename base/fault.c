@@ -17,7 +17,7 @@
 static const char *points[] = {"before_pg_commit",   "after_pg_commit", "before_kafka_commit",
                                "after_kafka_commit", "mid_restore",     "in_rebalance",
                                "results_in_flight",  "closing_windows", "abort_unanswered",
-                               NULL};
+                               "rewind_refused",     NULL};
 static char armed[64];
 static atomic_long remaining;
 static long pause_ms; /* RILL_FAULT_PAUSE_MS: freeze the calling thread instead of dying */
@@ -40,7 +40,8 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
                          "invalid RILL_FAULT \"%s\": expected <point>[:<n>] with point one of "
                          "before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit, "
                          "mid_restore, "
-                         "in_rebalance, results_in_flight, closing_windows, abort_unanswered",
+                         "in_rebalance, results_in_flight, closing_windows, abort_unanswered, "
+                         "rewind_refused",
                          spec);
                 return -1;
         }

@@ -12,7 +12,9 @@
  * mid_restore, in_rebalance, results_in_flight, closing_windows.
  * Fail points make a call fail instead (rill_fault_fail): abort_unanswered,
  * an abort of the transaction that the coordinator never answers, so the
- * thread gives up on it (with RILL_FAULT_EVERY=1, every abort from the n-th).
+ * thread gives up on it (with RILL_FAULT_EVERY=1, every abort from the n-th);
+ * rewind_refused, the seek back to the last commit after an abort, given up
+ * at once (as librdkafka does while a rebalance is pending).
  */
 #ifndef RILL_FAULT_H
 #define RILL_FAULT_H

@@ -359,7 +359,12 @@ static int abort_all(rill_worker_t *w, const char *why) {
                         rd_kafka_topic_partition_list_add(seek, t->topic, t->partition)->offset = to;
         }
         if (seek->cnt) {
-                rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, seek, 10000);
+                rd_kafka_error_t *e =
+                    rill_fault_fail("rewind_refused")
+                        ? rd_kafka_error_new(RD_KAFKA_RESP_ERR__STATE,
+                                             "fault point rewind_refused: the seek was given "
+                                             "up at once, as while a rebalance is pending")
+                        : rd_kafka_seek_partitions(w->consumer, seek, 10000);
                 /* librdkafka 2.0.2 reports a partition's own failure only in
                  * its element (a fetcher starting or stopping) */
                 for (int i = 0; !e && i < seek->cnt; i++)

@@ -992,6 +992,11 @@ static int start_running(rill_worker_t *w, rill_task_t *t) {
         }
         rd_kafka_resume_partitions(w->consumer, l);
         rd_kafka_topic_partition_list_destroy(l);
+        if (t->stage == RILL_STAGE_REWIND)
+                rill_log(RILL_LOG_INFO, "rewind_done",
+                         "thread=%s topic=%s partition=%d offset=%lld waited_ms=%lld", w->name,
+                         t->topic, t->partition, (long long)t->refetch_from,
+                         (long long)(rill_now_mono_ms() - t->assigned_ms));
         t->refetch_from = -1;
         pthread_mutex_lock(&w->tasks_lock); /* queries read the stage under it */
         t->stage = RILL_STAGE_RUNNING;

@@ -190,4 +190,5 @@ def test_a_rewind_refused_after_an_abort_is_retried_from_the_loop():
     logs = postgres_frozen_under_load(timeout=240, env_extra={"RILL_FAULT": "rewind_refused"})
     assert "event=fault_fired point=rewind_refused" in logs, logs[-3000:]
     assert "event=rewind_failed" in logs, logs[-3000:]
+    assert "event=rewind_done" in logs, logs[-3000:]  # sought again from the loop
     assert "unrecoverable" not in logs, logs[-3000:]

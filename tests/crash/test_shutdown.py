@@ -196,7 +196,7 @@ def rolling_restart(static):
         rebalances = assignments()
         print(f"\nrolling restart ({'static' if static else 'dynamic'} membership): "
               f"{rebalances} assignments logged in all; before any restart the longest stall of a "
-              f"partition's committed offset was {baseline if baseline is None else round(baseline, 1)}s")
+              f"partition's committed offset was {'unmeasured' if baseline is None else f'{baseline:.1f}s'}")
         for i, took, down, gap, na in report:
             # no sample in the interval: every probe of it failed (logged as unmeasured)
             gap = "unmeasured" if gap is None else f"{gap:.1f}s"

@@ -461,8 +461,11 @@ def private_kafka(name, port=None, brokers=1, env_extra=None):
     finally:
         BOOTSTRAP = saved
         if os.environ.get("RILL_EVIDENCE_DIR"):  # a copy of the brokers' data, to read later
-            shutil.copytree(env["RILL_RUN_DIR"], os.path.join(os.environ["RILL_EVIDENCE_DIR"], name),
-                            symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+            try:  # of running brokers: good enough to read, never a reason to skip the down
+                shutil.copytree(env["RILL_RUN_DIR"], os.path.join(os.environ["RILL_EVIDENCE_DIR"], name),
+                                symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True)
+            except (OSError, shutil.Error) as e:
+                print(f"private_kafka: evidence copy incomplete: {e}")
         subprocess.run([os.path.join(ROOT, "deploy", "local", "kafka", "kafka"), "down"],
                        capture_output=True, text=True, timeout=120, env=env)
 

@@ -148,6 +148,7 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
 
     # 3. stream time, lateness, overflow, windows
     expected, late, overflow = {}, set(), set()
+    window_recs = {}  # (seller, window start) -> [(coords, amount, how the model took it)]
     if not keyed:
         late |= late_at_source
     for p, log in logs.items():
@@ -167,16 +168,20 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
             if keyed:
                 st = ts if st is None else max(st, ts)
             ws = ts - ts % W
+            recs = window_recs.setdefault((seller, ws), [])
             if st is None:
                 pass
             elif ws + W + G <= st:
                 late.add(coords)
+                recs.append((coords, amount, f"late at stream time {st}"))
                 continue
             s, n = sums.get((seller, ws), (0, 0))
             if s + amount > INT64_MAX:
                 overflow.add(coords)
+                recs.append((coords, amount, "overflow"))
                 continue
             sums[(seller, ws)] = (s + amount, n + 1)
+            recs.append((coords, amount, "counted"))
         for (seller, ws), v in sums.items():
             if st is not None and ws + W + G <= st:
                 assert (seller, ws) not in expected, "a seller's windows live in one task"
@@ -225,7 +230,16 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
         problems.append(f"kafka: unexpected window {k} {got[k]}")
     for k in expected.keys() & got.keys():
         if expected[k] != got[k]:
-            problems.append(f"kafka: window {k} is {got[k]}, want {expected[k]}")
+            # what the model made of each of the window's records: a count one
+            # too high is a record counted twice, or one the model found late
+            recs = window_recs.get(k, [])
+            diff = abs(got[k][0] - expected[k][0])
+            suspects = [r for r in recs if r[1] == diff or not r[2] == "counted"] or recs[-6:]
+            detail = "; ".join(f"partition {c[1]} offset {c[2]} amount {a} {how}"
+                               for c, a, how in suspects[:12])
+            problems.append(f"kafka: window {k} is {got[k]}, want {expected[k]}; of its "
+                            f"{len(recs)} records these have the difference's amount or were "
+                            f"late: {detail}")
 
     # Postgres equals Kafka
     pgr = {k: v[:2] for k, v in h.pg_results(table).items()}

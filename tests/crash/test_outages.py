@@ -69,8 +69,8 @@ def test_commit_call_timing_out_is_retried_until_the_broker_answers():
     # must be exact, with the same process.
     # On a broker of its own: a freeze of the shared broker, which holds
     # every topic the suite made before, fenced it when it resumed (its
-    # broker.session.timeout.ms was 4 s then), every partition loses its leader for a
-    # moment, and the coordinator reloads the pending commit before the
+    # broker.session.timeout.ms was 4 s then), every partition lost its
+    # leader for a moment, and the coordinator reloads the pending commit before the
     # leaders are back -- the broker bug of docs/troubleshooting.md ("After
     # a broker restart some partitions never move again"), a hanging
     # transaction: the likely cause of results that never came in one CI

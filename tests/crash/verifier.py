@@ -234,7 +234,7 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
             # too high is a record counted twice, or one the model found late
             recs = window_recs.get(k, [])
             diff = abs(got[k][0] - expected[k][0])
-            suspects = [r for r in recs if r[1] == diff or not r[2] == "counted"] or recs[-6:]
+            suspects = [r for r in recs if r[1] == diff or r[2] != "counted"] or recs[-6:]
             detail = "; ".join(f"partition {c[1]} offset {c[2]} amount {a} {how}"
                                for c, a, how in suspects[:12])
             problems.append(f"kafka: window {k} is {got[k]}, want {expected[k]}; of its "

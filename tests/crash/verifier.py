@@ -234,12 +234,14 @@ def verify(input_topic, output_topic, dlq_topic, table, app, window_ms, grace_ms
             # too high is a record counted twice, or one the model found late
             recs = window_recs.get(k, [])
             diff = abs(got[k][0] - expected[k][0])
-            suspects = [r for r in recs if r[1] == diff or r[2] != "counted"] or recs[-6:]
+            suspects = [r for r in recs if r[1] == diff or r[2] != "counted"]
+            which = "these have the difference's amount or were not counted"
+            if not suspects:
+                suspects, which = recs[-6:], "none has the difference's amount; the last ones"
             detail = "; ".join(f"partition {c[1]} offset {c[2]} amount {a} {how}"
                                for c, a, how in suspects[:12])
             problems.append(f"kafka: window {k} is {got[k]}, want {expected[k]}; of its "
-                            f"{len(recs)} records these have the difference's amount or were "
-                            f"late: {detail}")
+                            f"{len(recs)} records {which}: {detail}")
 
     # Postgres equals Kafka
     pgr = {k: v[:2] for k, v in h.pg_results(table).items()}

@@ -14,7 +14,11 @@
  * an abort of the transaction that the coordinator never answers, so the
  * thread gives up on it (with RILL_FAULT_EVERY=1, every abort from the n-th);
  * rewind_refused, the seek back to the last commit after an abort, given up
- * at once (as librdkafka does while a rebalance is pending).
+ * at once (as librdkafka does while a rebalance is pending); fetch_behind and
+ * position_behind, a task that starts running with its input 20 records
+ * before its committed position (as when librdkafka's own read of the
+ * committed offset is older than the task's): first as the records dropped
+ * before it ran, then as its consumer's fetch position.
  */
 #ifndef RILL_FAULT_H
 #define RILL_FAULT_H

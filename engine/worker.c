@@ -65,6 +65,9 @@ struct rill_worker {
         pthread_t thread;
         char name[160];
         rd_kafka_t *consumer, *producer;
+        rd_kafka_queue_t *queue; /* the consumer's queue, for batched polls */
+        unsigned rebalances;     /* rebalance callbacks served: a batch that saw one is refetched */
+        int64_t redelivered;     /* records below a running task's position, skipped */
         rill_restorer_t *restorer;
         rill_pgsink_t *pg;
         rill_task_t **src, **agg; /* by partition; NULL when not owned */
@@ -961,6 +964,29 @@ static int start_running(rill_worker_t *w, rill_task_t *t) {
                         t->epoch = 0;
                 }
         }
+        /* The task's input resumes where its state stands: at the first
+         * record dropped while it was not running, but never before the
+         * committed offset its store was restored to. librdkafka's own fetch
+         * started from the committed offset it read itself, at assignment;
+         * a commit between that read and load_positions' would otherwise
+         * replay records the store already holds. */
+        /* fail point fetch_behind (tests): the first record dropped before
+         * the task ran is reported 20 records before its position */
+        int64_t behind = t->next_offset >= 20 ? t->next_offset - 20 : -1;
+        if (behind >= 0 && t->stage != RILL_STAGE_REWIND && rill_fault_fail("fetch_behind"))
+                t->refetch_from = behind;
+        if (t->refetch_from >= 0 && t->next_offset > t->refetch_from) {
+                rill_log(RILL_LOG_WARN, "fetch_before_position",
+                         "thread=%s topic=%s partition=%d fetched_from=%lld position=%lld "
+                         "action=seek_to_position",
+                         w->name, t->topic, t->partition, (long long)t->refetch_from,
+                         (long long)t->next_offset);
+                t->refetch_from = t->next_offset;
+        }
+        /* fail point position_behind (tests): the consumer's fetch starts 20
+         * records before the task's position, past the check above */
+        if (behind >= 0 && t->stage != RILL_STAGE_REWIND && rill_fault_fail("position_behind"))
+                t->refetch_from = behind;
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset = t->refetch_from;
         if (t->refetch_from >= 0) {
@@ -1111,6 +1137,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rill_worker_t *w = opaque;
         rill_fault("in_rebalance");
         w->in_rebalance = 1;
+        w->rebalances++;
         rd_kafka_error_t *e = NULL;
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 rill_log(RILL_LOG_INFO, "partitions_assigned", "thread=%s count=%d", w->name,
@@ -1312,6 +1339,7 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
                 goto fail_cc;
         }
         rd_kafka_poll_set_consumer(w->consumer);
+        w->queue = rd_kafka_queue_get_consumer(w->consumer);
         w->input_rkt = rd_kafka_topic_new(w->consumer, app->input_topic, NULL);
 
         if (make_producer(w, errstr, errstr_size))
@@ -1391,6 +1419,9 @@ static void close_consumer(rill_worker_t *w) {
  * to a silent coordinator to time out (socket.timeout.ms, 60 s; seen with
  * gdb): only the application thread's deadline bounds that. */
 static void destroy_clients(rill_worker_t *w) {
+        if (w->queue)
+                rd_kafka_queue_destroy(w->queue);
+        w->queue = NULL;
         if (w->input_rkt)
                 rd_kafka_topic_destroy(w->input_rkt);
         w->input_rkt = NULL;
@@ -1416,6 +1447,8 @@ void rill_worker_destroy(rill_worker_t *w) {
                 FOREACH_TASK(w, t) rill_task_close(t);
         free(w->src);
         free(w->agg);
+        if (w->queue)
+                rd_kafka_queue_destroy(w->queue);
         if (w->input_rkt)
                 rd_kafka_topic_destroy(w->input_rkt);
         if (w->consumer) /* closed by the thread's tail, or never subscribed */
@@ -1507,11 +1540,164 @@ static void warm_metadata(rill_worker_t *w) {
         }
 }
 
-/* Poll one message at a time, never rd_kafka_consume_batch_queue(): a batch
- * call may serve a rebalance callback after it already popped messages of
- * the old assignment, and those would escape librdkafka's version barrier and
- * be processed by a task of the new assignment out of order (skipping
- * records). With single polls, callbacks run only between messages. */
+/* One consumed message. @returns 1 when processing failed (errstr). */
+static int handle_message(rill_worker_t *w, rd_kafka_message_t *m, char *errstr,
+                          size_t errstr_size) {
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                /* the fetch position at the end of the partition: the idle
+                 * rule's proof of being caught up */
+                rill_task_t **slot = task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
+                if (slot && *slot)
+                        (*slot)->eof_offset = m->offset;
+                return 0;
+        }
+        if (m->err) {
+                rill_log(RILL_LOG_WARN, "consumer_error", "thread=%s error=\"%s\"", w->name,
+                         rd_kafka_message_errstr(m));
+                return 0;
+        }
+        /* A message of a partition with no task here was fetched before its
+         * revocation: it is not ours to process or commit; the new owner
+         * starts from the committed offset and processes it. */
+        rill_task_t **slot = task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
+        if (!slot || !*slot)
+                return 0;
+        rill_task_t *t = *slot;
+        if (t->stage != RILL_STAGE_RUNNING) {
+                /* fetched before its pause took effect: fetched again when
+                 * the task runs */
+                if (t->refetch_from < 0 || m->offset < t->refetch_from)
+                        t->refetch_from = m->offset;
+                return 0;
+        }
+        if (t->next_offset >= 0 && m->offset < t->next_offset) {
+                /* already in the task's state (processed, or committed by
+                 * the owner it was restored from): never counted twice */
+                if (!w->redelivered++ || !(w->redelivered % 10000))
+                        rill_log(RILL_LOG_WARN, "record_before_position_skipped",
+                                 "thread=%s topic=%s partition=%d offset=%lld position=%lld "
+                                 "skipped=%lld",
+                                 w->name, t->topic, t->partition, (long long)m->offset,
+                                 (long long)t->next_offset, (long long)w->redelivered);
+                return 0;
+        }
+        atomic_fetch_add(&w->m->processed, 1);
+        return rill_task_process(w, t, m, errstr, errstr_size) ? 1 : 0;
+}
+
+/* Messages popped but not to be processed: a batch during which a
+ * rebalance callback ran (the messages popped before the callback escaped
+ * librdkafka's version barrier, so none of the batch is trusted: a
+ * revocation commits or aborts and rewinds the running tasks, and their
+ * records popped before it would be processed out of order), or the rest of
+ * a batch after a record failed. Every running task that had a message
+ * among them is sought back to its own position (the next offset of what it
+ * processed), and its records are fetched again. A seek that fails is handled as any
+ * failed rewind: the transaction is aborted and those tasks wait, paused,
+ * for the loop to seek them (RILL_STAGE_REWIND). */
+static void refetch_batch(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n) {
+        rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(8);
+        for (ssize_t i = 0; i < n; i++) {
+                rd_kafka_message_t *m = msgs[i];
+                rill_task_t **slot =
+                    m->rkt ? task_slot(w, rd_kafka_topic_name(m->rkt), m->partition) : NULL;
+                rill_task_t *t = slot ? *slot : NULL;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && t)
+                        t->eof_offset = -1; /* seen again after the seek */
+                if (!m->err && t && t->stage != RILL_STAGE_RUNNING &&
+                    (t->refetch_from < 0 || m->offset < t->refetch_from))
+                        t->refetch_from = m->offset;
+                if (!m->err && t && t->stage == RILL_STAGE_RUNNING) {
+                        int64_t to = t->next_offset >= 0 ? t->next_offset : m->offset;
+                        rd_kafka_topic_partition_t *e =
+                            rd_kafka_topic_partition_list_find(seek, t->topic, t->partition);
+                        if (!e)
+                                rd_kafka_topic_partition_list_add(seek, t->topic, t->partition)
+                                    ->offset = to;
+                        else if (to < e->offset)
+                                e->offset = to;
+                        t->eof_offset = -1;
+                }
+                rd_kafka_message_destroy(m);
+        }
+        if (!seek->cnt) {
+                rd_kafka_topic_partition_list_destroy(seek);
+                return;
+        }
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, seek, 10000);
+        for (int i = 0; !e && i < seek->cnt; i++)
+                if (seek->elems[i].err)
+                        e = rd_kafka_error_new(seek->elems[i].err, "%s [%d]: %s",
+                                               seek->elems[i].topic, seek->elems[i].partition,
+                                               rd_kafka_err2str(seek->elems[i].err));
+        rill_log(e ? RILL_LOG_WARN : RILL_LOG_INFO, "batch_refetched",
+                 "thread=%s records=%zd partitions=%d error=\"%s\"", w->name, n, seek->cnt,
+                 e ? rd_kafka_error_string(e) : "");
+        if (e) {
+                rd_kafka_error_destroy(e);
+                abort_all(w, "refetch after a rebalance failed");
+                /* no uncommitted state is left: the tasks wait, paused */
+                rd_kafka_pause_partitions(w->consumer, seek);
+                for (int i = 0; i < seek->cnt; i++) {
+                        rill_task_t **slot =
+                            task_slot(w, seek->elems[i].topic, seek->elems[i].partition);
+                        rill_task_t *t = slot ? *slot : NULL;
+                        if (!t || t->stage != RILL_STAGE_RUNNING)
+                                continue; /* closed, or already waiting (abort_all) */
+                        t->refetch_from = t->next_offset >= 0 ? t->next_offset
+                                                              : seek->elems[i].offset;
+                        pthread_mutex_lock(&w->tasks_lock);
+                        t->stage = RILL_STAGE_REWIND;
+                        pthread_mutex_unlock(&w->tasks_lock);
+                        t->assigned_ms = rill_now_mono_ms();
+                        w->starting++;
+                }
+        }
+        rd_kafka_topic_partition_list_destroy(seek);
+}
+
+/* Consume what is queued, up to BATCH_MAX messages in one call (one queue
+ * lock, not one per message); when nothing is queued, wait up to wait_ms
+ * for one message with a single poll (it returns as soon as one arrives,
+ * and runs callbacks only before popping it). @returns 1 when processing a
+ * message failed (errstr): the rest of its batch is not processed but
+ * fetched again. */
+static int consume(rill_worker_t *w, int wait_ms, char *errstr, size_t errstr_size) {
+        rd_kafka_message_t *msgs[BATCH_MAX];
+        int64_t t0 = rill_now_mono_ms();
+        unsigned seen = w->rebalances;
+        ssize_t n = rd_kafka_consume_batch_queue(w->queue, 0, msgs, BATCH_MAX);
+        if (n > 0 && w->rebalances != seen) {
+                refetch_batch(w, msgs, n);
+                n = 0;
+        } else if (n <= 0) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, wait_ms);
+                if (m) {
+                        msgs[0] = m;
+                        n = 1;
+                }
+        }
+        w->batch_mono_ms = rill_now_mono_ms();
+        w->batch_wall_ms = rill_now_wall_ms();
+        w->poll_ms += w->batch_mono_ms - t0;
+        if (n <= 0) {
+                w->empty_polls++;
+                return 0;
+        }
+        for (ssize_t i = 0; i < n; i++) {
+                int failed = handle_message(w, msgs[i], errstr, errstr_size);
+                rd_kafka_message_destroy(msgs[i]);
+                if (failed) {
+                        /* the abort that follows rewinds only the tasks with
+                         * uncommitted records: the others' records left in
+                         * this batch are fetched again from here */
+                        refetch_batch(w, msgs + i + 1, n - i - 1);
+                        return 1;
+                }
+        }
+        return 0;
+}
+
 static void run_loop(rill_worker_t *w) {
         char errstr[512];
         while (!atomic_load(&w->app->stop) && !w->fatal) {
@@ -1521,55 +1707,10 @@ static void run_loop(rill_worker_t *w) {
                         return;
                 int64_t now = rill_now_mono_ms();
                 int64_t wait = w->last_commit_ms + w->app->commit_ms - now;
-                int failed = 0;
-                for (int n = 0; n < BATCH_MAX; n++) {
-                        int64_t tp0 = n ? 0 : rill_now_mono_ms();
-                        /* a restore in progress is not kept waiting by the poll */
-                        int64_t cap = w->restoring_task ? 1 : 100;
-                        rd_kafka_message_t *m = rd_kafka_consumer_poll(
-                            w->consumer, n ? 0 : (int)(wait < 1 ? 1 : wait > cap ? cap : wait));
-                        if (!n) { /* only the first poll of a batch waits */
-                                w->batch_mono_ms = rill_now_mono_ms();
-                                w->batch_wall_ms = rill_now_wall_ms();
-                                w->poll_ms += w->batch_mono_ms - tp0;
-                        }
-                        if (!m) {
-                                w->empty_polls++;
-                                break;
-                        }
-                        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-                                /* the fetch position at the end of the partition:
-                                 * the idle rule's proof of being caught up */
-                                rill_task_t **slot =
-                                    task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
-                                if (slot && *slot)
-                                        (*slot)->eof_offset = m->offset;
-                        } else if (m->err) {
-                                rill_log(RILL_LOG_WARN, "consumer_error", "thread=%s error=\"%s\"",
-                                         w->name, rd_kafka_message_errstr(m));
-                        } else {
-                                /* A message of a partition with no task here was
-                                 * fetched before its revocation: it is not ours to
-                                 * process or commit; the new owner starts from the
-                                 * committed offset and processes it. */
-                                rill_task_t **slot =
-                                    task_slot(w, rd_kafka_topic_name(m->rkt), m->partition);
-                                if (slot && *slot && (*slot)->stage != RILL_STAGE_RUNNING) {
-                                        /* fetched before its pause took effect:
-                                         * fetched again when the task runs */
-                                        rill_task_t *t = *slot;
-                                        if (t->refetch_from < 0 || m->offset < t->refetch_from)
-                                                t->refetch_from = m->offset;
-                                } else if (slot && *slot) {
-                                        atomic_fetch_add(&w->m->processed, 1);
-                                        if (rill_task_process(w, *slot, m, errstr, sizeof(errstr)))
-                                                failed = 1;
-                                }
-                        }
-                        rd_kafka_message_destroy(m);
-                        if (failed)
-                                break;
-                }
+                /* a restore in progress is not kept waiting by the poll */
+                int64_t cap = w->restoring_task ? 1 : 100;
+                int failed = consume(w, (int)(wait < 1 ? 1 : wait > cap ? cap : wait), errstr,
+                                     sizeof(errstr));
                 if (failed) {
                         rill_log(RILL_LOG_ERROR, "process_failed", "thread=%s error=\"%s\"",
                                  w->name, errstr);

@@ -18,7 +18,7 @@ static const char *points[] = {"before_pg_commit",   "after_pg_commit", "before_
                                "after_kafka_commit", "mid_restore",     "in_rebalance",
                                "results_in_flight",  "closing_windows", "abort_unanswered",
                                "rewind_refused",     "fetch_behind",    "position_behind",
-                               NULL};
+                               "batch_refetch",      NULL};
 static char armed[64];
 static atomic_long remaining;
 static long pause_ms; /* RILL_FAULT_PAUSE_MS: freeze the calling thread instead of dying */
@@ -42,7 +42,7 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
                          "before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit, "
                          "mid_restore, "
                          "in_rebalance, results_in_flight, closing_windows, abort_unanswered, "
-                         "rewind_refused, fetch_behind, position_behind",
+                         "rewind_refused, fetch_behind, position_behind, batch_refetch",
                          spec);
                 return -1;
         }

@@ -18,7 +18,9 @@
  * position_behind, a task that starts running with its input 20 records
  * before its committed position (as when librdkafka's own read of the
  * committed offset is older than the task's): first as the records dropped
- * before it ran, then as its consumer's fetch position.
+ * before it ran, then as its consumer's fetch position; batch_refetch, the
+ * n-th polled batch handled as one during which a rebalance callback ran
+ * (not processed, its tasks sought back to their positions).
  */
 #ifndef RILL_FAULT_H
 #define RILL_FAULT_H

@@ -1667,7 +1667,9 @@ static int consume(rill_worker_t *w, int wait_ms, char *errstr, size_t errstr_si
         int64_t t0 = rill_now_mono_ms();
         unsigned seen = w->rebalances;
         ssize_t n = rd_kafka_consume_batch_queue(w->queue, 0, msgs, BATCH_MAX);
-        if (n > 0 && w->rebalances != seen) {
+        /* fail point batch_refetch (tests): the n-th batch is handled as one
+         * during which a rebalance callback ran */
+        if (n > 0 && (w->rebalances != seen || rill_fault_fail("batch_refetch"))) {
                 refetch_batch(w, msgs, n);
                 n = 0;
         } else if (n <= 0) {

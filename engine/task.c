@@ -732,7 +732,10 @@ int64_t rill_task_abort(rill_task_t *t) {
         if (rewind >= 0) /* the consumer is rewound: the end must be seen again */
                 t->eof_offset = -1;
         t->first_uncommitted = -1;
-        t->next_offset = t->committed_offset;
+        /* the position is where the input is rewound to: the last commit,
+         * or, for a task that never committed (its committed offset could
+         * not be read), the first record it processed */
+        t->next_offset = t->committed_offset >= 0 ? t->committed_offset : rewind;
         t->records_since_commit = 0;
         t->progress = t->committed_progress;
         t->sources_sent = t->committed_sources_sent;

@@ -31,8 +31,10 @@
  * prefix of the changelog that restore completes.
  *
  * @locality everything in this file runs on the worker's own thread; the
- * rebalance and delivery-report callbacks are served from the consumer poll
- * and producer flush calls made here.
+ * rebalance callback is served from the consumer calls made here
+ * (rd_kafka_consume_batch_queue and rd_kafka_consumer_poll in consume(),
+ * close_consumer's poll), the delivery-report callback from the producer's
+ * flush and poll calls.
  */
 #include "internal.h"
 #include "memory.h"
@@ -225,7 +227,13 @@ int rill_worker_produce(rill_worker_t *w, rill_out_t out, int32_t partition,
                                      ? " until the transaction's deadline" : "");
                         return -1;
                 }
-                rd_kafka_poll(w->producer, 100); /* queue full: let deliveries drain */
+                /* queue full: send it now and let deliveries drain. A flush,
+                 * not a poll: the producer lingers up to the commit interval,
+                 * and librdkafka sends a partition's batch early only when the
+                 * batch is full, never because the queue is (a flush makes the
+                 * linger immediate) */
+                int64_t left = txn_left_ms(w);
+                rd_kafka_flush(w->producer, (int)(left < 100 ? left : 100));
         }
 }
 
@@ -1613,12 +1621,17 @@ static void refetch_batch(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n
                 rill_task_t **slot =
                     m->rkt ? task_slot(w, rd_kafka_topic_name(m->rkt), m->partition) : NULL;
                 rill_task_t *t = slot ? *slot : NULL;
-                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF && t)
-                        t->eof_offset = -1; /* seen again after the seek */
+                int eof = m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF;
+                if (eof && t)
+                        t->eof_offset = -1; /* seen again after its seek or resume */
                 if (!m->err && t && t->stage != RILL_STAGE_RUNNING &&
                     (t->refetch_from < 0 || m->offset < t->refetch_from))
                         t->refetch_from = m->offset;
-                if (!m->err && t && t->stage == RILL_STAGE_RUNNING) {
+                /* a running task with a record or an end of partition here is
+                 * sought: a seek changes the fetch version, after which
+                 * librdkafka reports the end again (an idle partition would
+                 * otherwise never be called caught up again) */
+                if ((!m->err || eof) && t && t->stage == RILL_STAGE_RUNNING) {
                         int64_t to = t->next_offset >= 0 ? t->next_offset : m->offset;
                         rd_kafka_topic_partition_t *e =
                             rd_kafka_topic_partition_list_find(seek, t->topic, t->partition);
@@ -1667,6 +1680,20 @@ static void refetch_batch(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n
         rd_kafka_topic_partition_list_destroy(seek);
 }
 
+/* 1 when a batch holds a record of a running task (the fail point
+ * batch_refetch counts only those batches). */
+static int running_record(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n) {
+        for (ssize_t i = 0; i < n; i++) {
+                if (msgs[i]->err || !msgs[i]->rkt)
+                        continue;
+                rill_task_t **slot =
+                    task_slot(w, rd_kafka_topic_name(msgs[i]->rkt), msgs[i]->partition);
+                if (slot && *slot && (*slot)->stage == RILL_STAGE_RUNNING)
+                        return 1;
+        }
+        return 0;
+}
+
 /* Consume what is queued, up to BATCH_MAX messages in one call (one queue
  * lock, not one per message); when nothing is queued, wait up to wait_ms
  * for one message with a single poll (it returns as soon as one arrives,
@@ -1678,21 +1705,25 @@ static int consume(rill_worker_t *w, int wait_ms, char *errstr, size_t errstr_si
         int64_t t0 = rill_now_mono_ms();
         unsigned seen = w->rebalances;
         ssize_t n = rd_kafka_consume_batch_queue(w->queue, 0, msgs, BATCH_MAX);
-        /* fail point batch_refetch (tests): the n-th batch is handled as one
-         * during which a rebalance callback ran */
-        if (n > 0 && (w->rebalances != seen || rill_fault_fail("batch_refetch"))) {
+        int64_t t1 = rill_now_mono_ms();
+        /* fail point batch_refetch (tests): the n-th batch holding a running
+         * task's record is handled as one during which a rebalance callback
+         * ran */
+        if (n > 0 && (w->rebalances != seen ||
+                      (running_record(w, msgs, n) && rill_fault_fail("batch_refetch")))) {
                 refetch_batch(w, msgs, n);
                 n = 0;
         } else if (n <= 0) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, wait_ms);
+                t1 = rill_now_mono_ms();
                 if (m) {
                         msgs[0] = m;
                         n = 1;
                 }
         }
+        w->poll_ms += t1 - t0; /* the polls only, not a refetch's seek */
         w->batch_mono_ms = rill_now_mono_ms();
         w->batch_wall_ms = rill_now_wall_ms();
-        w->poll_ms += w->batch_mono_ms - t0;
         if (n <= 0) {
                 w->empty_polls++;
                 return 0;

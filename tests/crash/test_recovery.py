@@ -242,8 +242,9 @@ def test_a_batch_refetched_after_a_rebalance_loses_and_doubles_nothing():
     # The storm test's rebalances rarely land inside a batch call, so the
     # fail point batch_refetch makes the 5th batch of a backlog (up to 1000
     # records over several partitions) take that path, then load goes on.
-    # Fails if the refetch does not seek (its records lost) or seeks
-    # anywhere but the positions (records lost or counted twice).
+    # Fails if the refetch does not seek, or seeks past the positions (its
+    # records lost: seen with the seek removed); a seek before them would be
+    # caught by the skip check (the position_behind test).
     sc = Scenario(partitions=4, workers=1, sellers=8)
     w = sc.workers[0]
     try:

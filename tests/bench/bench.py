@@ -7,7 +7,9 @@ the peer's Kafka Streams version has them (4.4 and later); flink, the
 original design's Flink SQL job (Java Table API, a local mini-cluster in one
 JVM, exactly-once Kafka sink, JDBC upsert into Postgres), in the default list
 when its jar is built (tests/bench/run sets RILL_BENCH_FLINK_SKIPPED when its
-build failed, and the run goes on without it).
+build failed, and the run goes on without it). RILL_BENCH_RILL_FLAGS adds
+flags to every rill worker (an experiment: e.g. "--memory-limit-mb 160
+--commit-interval-ms 1000"; the figures are then not the standard run's).
 
 Run through tests/bench/run, which sources $RILL_RUN_DIR/env (deploy/local/up)
 and builds the peer jars. For each input profile the input topic is preloaded
@@ -360,7 +362,9 @@ class Worker:
                     # the last windows by the wall clock while a 10M-event
                     # verification reads the outputs (seen: 6,312 windows
                     # beyond the truth's 60,000, in every 10M run)
-                    "--idle-timeout-ms", "0"]
+                    "--idle-timeout-ms", "0",
+                    # extra flags for one experiment (e.g. a small memory limit)
+                    *os.environ.get("RILL_BENCH_RILL_FLAGS", "").split()]
         if self.kind == "flink":
             # parallelism = stream threads; checkpoint interval = the others' commit interval
             return ["java", "-jar", FLINK_JAR, BOOTSTRAP, self.app, self.input, self.output,

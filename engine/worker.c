@@ -365,9 +365,15 @@ static int abort_all(rill_worker_t *w, const char *why) {
         FOREACH_TASK(w, t) {
                 if (t->stage != RILL_STAGE_RUNNING)
                         continue; /* nothing uncommitted; its input is refetched when it runs */
+                int64_t was = t->next_offset, committed = t->committed_offset;
                 int64_t to = rill_task_abort(t);
                 if (to >= 0)
                         rd_kafka_topic_partition_list_add(seek, t->topic, t->partition)->offset = to;
+                if (to >= 0)
+                        rill_log(RILL_LOG_INFO, "task_rewound",
+                                 "thread=%s topic=%s partition=%d from=%lld to=%lld committed=%lld",
+                                 w->name, t->topic, t->partition, (long long)was, (long long)to,
+                                 (long long)committed);
         }
         if (seek->cnt) {
                 rd_kafka_error_t *e =

@@ -1134,6 +1134,34 @@ static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts
         }
 }
 
+static void seek_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *seek,
+                           const char *event, const char *what);
+
+/* Before a rebalance callback is served, librdkafka pauses every assigned
+ * partition (cgrp thread) and, on the incremental (un)assign that the
+ * callback makes, resumes them from the *application offset* it saved at the
+ * pause: the offset after the last message popped. librdkafka 2.0.2's batch
+ * consume (rd_kafka_consume_batch_queue) advances that offset for every
+ * message it pops, and a pause's version barrier popped later in the same
+ * call then drops those messages from the batch (fixed in 2.1.0, #4208): the
+ * task never sees them and the resumed fetch starts after them -- a silent
+ * skip of up to a batch of one partition. So every running task's fetch is
+ * sought back to its own position here, after the pause and before the
+ * resume (the seek is ordered after the pause on the partition's queue and
+ * resets the application offset). @locality rebalance_cb. */
+static void seek_running_to_positions(rill_worker_t *w, const char *why) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(8);
+        FOREACH_TASK(w, t) {
+                if (t->stage != RILL_STAGE_RUNNING || t->next_offset < 0)
+                        continue;
+                rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset = t->next_offset;
+                t->eof_offset = -1; /* reported again after the seek */
+        }
+        if (l->cnt)
+                seek_positions(w, l, "positions_resought", why);
+        rd_kafka_topic_partition_list_destroy(l);
+}
+
 /* The rebalance callback only assigns (incrementally) and pauses what is
  * new: loading positions and restoring stores happen in the thread's loop
  * (start_tasks), between polls, as Kafka Streams' changelog reader does.
@@ -1152,6 +1180,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          parts->cnt);
                 rd_kafka_topic_partition_list_t *paused = rd_kafka_topic_partition_list_new(4);
                 assign_tasks(w, parts, paused);
+                seek_running_to_positions(w, "reason=assignment");
                 e = rd_kafka_incremental_assign(rk, parts);
                 if (e)
                         close_tasks(w, paused); /* not ours after all */
@@ -1169,6 +1198,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rill_log(RILL_LOG_WARN, "revocation_commit_failed",
                                  "thread=%s the new owner replays from the last commit", w->name);
                 close_tasks(w, parts);
+                seek_running_to_positions(w, lost ? "reason=lost" : "reason=revocation");
                 e = rd_kafka_incremental_unassign(rk, parts);
         }
         if (e) {
@@ -1640,22 +1670,32 @@ static void refetch_batch(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n
                 }
                 rd_kafka_message_destroy(m);
         }
-        if (!seek->cnt) {
-                rd_kafka_topic_partition_list_destroy(seek);
-                return;
+        if (seek->cnt) {
+                char what[64];
+                snprintf(what, sizeof(what), "records=%zd", n);
+                seek_positions(w, seek, "batch_refetched", what);
         }
+        rd_kafka_topic_partition_list_destroy(seek);
+}
+
+/* Seek the partitions of seek (running tasks, each at its own position) and
+ * log event (detail in what). A seek that fails is handled as any failed
+ * rewind: the transaction is aborted and those tasks wait, paused, for the
+ * loop to seek them (RILL_STAGE_REWIND). */
+static void seek_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *seek,
+                           const char *event, const char *what) {
         rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, seek, 10000);
         for (int i = 0; !e && i < seek->cnt; i++)
                 if (seek->elems[i].err)
                         e = rd_kafka_error_new(seek->elems[i].err, "%s [%d]: %s",
                                                seek->elems[i].topic, seek->elems[i].partition,
                                                rd_kafka_err2str(seek->elems[i].err));
-        rill_log(e ? RILL_LOG_WARN : RILL_LOG_INFO, "batch_refetched",
-                 "thread=%s records=%zd partitions=%d error=\"%s\"", w->name, n, seek->cnt,
+        rill_log(e ? RILL_LOG_WARN : RILL_LOG_INFO, event,
+                 "thread=%s %s partitions=%d error=\"%s\"", w->name, what, seek->cnt,
                  e ? rd_kafka_error_string(e) : "");
         if (e) {
                 rd_kafka_error_destroy(e);
-                abort_all(w, "refetch after a rebalance failed");
+                abort_all(w, "a seek to the tasks' positions failed");
                 /* no uncommitted state is left: the tasks wait, paused */
                 rd_kafka_pause_partitions(w->consumer, seek);
                 for (int i = 0; i < seek->cnt; i++) {
@@ -1673,7 +1713,6 @@ static void refetch_batch(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n
                         w->starting++;
                 }
         }
-        rd_kafka_topic_partition_list_destroy(seek);
 }
 
 /* 1 when a batch holds a record of a running task (the fail point

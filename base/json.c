@@ -7,6 +7,7 @@
 #include "json.h"
 
 #include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -223,12 +224,28 @@ int rill_query_answer(const char *key, size_t key_len, const char *instance,
         rill_jbuf_add(body, ",\"instance\":", 12);
         rill_jbuf_string(body, instance ? instance : "", instance ? strlen(instance) : 0);
         rill_jbuf_add(body, ",\"windows\":[", 12);
-        for (size_t i = 0; i < res.cnt; i++)
+        for (size_t i = 0; i < res.cnt; i++) {
                 rill_jbuf_printf(body,
-                                 "%s{\"partition\":%d,\"window_start_ms\":%lld,\"window_end_ms\":%lld,"
-                                 "\"sum\":%lld,\"count\":%lld}",
+                                 "%s{\"partition\":%d,\"window_start_ms\":%lld,\"window_end_ms\":%lld",
                                  i ? "," : "", (int)v[i].partition, (long long)v[i].start_ms,
-                                 (long long)v[i].end_ms, (long long)v[i].sum, (long long)v[i].count);
+                                 (long long)v[i].end_ms);
+                int nf = v[i].nfigures < 0 ? 0
+                         : v[i].nfigures > RILL_QUERY_FIGURES_MAX ? RILL_QUERY_FIGURES_MAX
+                                                                  : v[i].nfigures;
+                for (int k = 0; k < nf; k++) {
+                        const rill_qfigure_t *f = &v[i].f[k];
+                        rill_jbuf_add(body, ",", 1);
+                        rill_jbuf_string(body, f->name ? f->name : "", f->name ? strlen(f->name) : 0);
+                        double d = f->d;
+                        if (!f->is_double)
+                                rill_jbuf_printf(body, ":%lld", (long long)f->i);
+                        else if (isfinite(d))
+                                rill_jbuf_printf(body, ":%.17g", d);
+                        else
+                                rill_jbuf_add(body, ":null", 5);
+                }
+                rill_jbuf_add(body, "}", 1);
+        }
         rill_jbuf_printf(body, "],\"truncated\":%s}\n", res.truncated ? "true" : "false");
         size_t found = res.cnt;
         free(v);

@@ -54,14 +54,26 @@ int rill_jbuf_string(rill_jbuf_t *b, const char *s, size_t len);
 
 #define RILL_QUERY_KEY_MAX 1024      /* longest key a query may ask for, in bytes */
 #define RILL_QUERY_WINDOWS_MAX 1000  /* windows in one answer; more: "truncated":true */
+#define RILL_QUERY_FIGURES_MAX 16    /* figures of one window */
 /* The longest answer: the escaped key and instance plus RILL_QUERY_WINDOWS_MAX
- * windows of at most ~150 bytes each fit with room to spare. */
-#define RILL_QUERY_BODY_MAX (256 * 1024)
+ * windows of ~100 bytes and a few figures each fit with room to spare (more
+ * than a MiB: 500, "query answer too large"). */
+#define RILL_QUERY_BODY_MAX (1024 * 1024)
+
+/** One figure of a window's aggregate: its name and an integer or a double. */
+typedef struct rill_qfigure {
+        const char *name;
+        int is_double;
+        int64_t i;
+        double d;
+} rill_qfigure_t;
 
 /** One committed window of the queried key. */
 typedef struct rill_qwindow {
         int32_t partition;
-        int64_t start_ms, end_ms, sum, count;
+        int64_t start_ms, end_ms;
+        int nfigures; /* 0..RILL_QUERY_FIGURES_MAX */
+        rill_qfigure_t f[RILL_QUERY_FIGURES_MAX];
 } rill_qwindow_t;
 
 /** The windows a lookup found: it appends to v[cnt..max) and sets truncated
@@ -80,7 +92,8 @@ typedef int (*rill_query_lookup_fn)(void *opaque, const char *key, size_t key_le
 /** Answer GET /query?key=K: validate the key (NULL = no key parameter), run
  *  the lookup, and write the JSON body into body (replacing its content):
  *    200 {"key":K,"instance":I,"windows":[{"partition":..,"window_start_ms":..,
- *         "window_end_ms":..,"sum":..,"count":..},..],"truncated":false}
+ *         "window_end_ms":..,<figure name>:<value>,..},..],"truncated":false}
+ *        (a double that is not finite is null)
  *    404 the same with no windows (another process owns the key's partition)
  *    400 {"error":..} no key, an empty key or one longer than RILL_QUERY_KEY_MAX
  *    500 {"error":..} the lookup failed

@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -94,10 +95,11 @@ static const char *sb_array(sbuf_t *b) {
         return b->p;
 }
 
-/* A queued result; its key is keys.p[key_off .. key_off + key_len). */
+/* A queued result; its key is keys.p[key_off .. key_off + key_len), its
+ * column values vals[val_off .. val_off + ncolumns). */
 typedef struct pg_row {
-        size_t key_off, key_len;
-        int64_t start, end, sum, count;
+        size_t key_off, key_len, val_off;
+        int64_t start, end;
 } pg_row_t;
 
 struct rill_pgsink {
@@ -111,8 +113,13 @@ struct rill_pgsink {
         size_t chunk_rows;            /* most results per upsert statement */
         size_t nresults, rows_cap, nprogress;
         pg_row_t *rows;
+        rill_value_t *vals;                           /* the rows' column values */
+        size_t vals_cap;
+        int ncolumns;
+        int is_double[RILL_PGSINK_COLUMNS_MAX];
         sbuf_t keys;                                  /* results' keys, raw */
-        sbuf_t r_key, r_start, r_end, r_sum, r_count; /* one chunk's arrays */
+        sbuf_t r_key, r_start, r_end;                 /* one chunk's arrays */
+        sbuf_t r_col[RILL_PGSINK_COLUMNS_MAX];
         sbuf_t p_topic, p_part, p_off, p_epoch;       /* progress */
 };
 
@@ -219,32 +226,82 @@ rill_pgsink_t *rill_pgsink_connect(const rill_pgsink_spec_t *spec, char *errstr,
                 rill_pgsink_destroy(pg);
                 return NULL;
         }
+        if (spec->ncolumns < 1 || spec->ncolumns > RILL_PGSINK_COLUMNS_MAX) {
+                snprintf(errstr, errstr_size, "a Postgres sink has 1 to %d value columns, not %d",
+                         RILL_PGSINK_COLUMNS_MAX, spec->ncolumns);
+                rill_pgsink_destroy(pg);
+                return NULL;
+        }
+        pg->ncolumns = spec->ncolumns;
         char *t = PQescapeIdentifier(c, spec->table, strlen(spec->table));
         char *k = PQescapeIdentifier(c, spec->key_column, strlen(spec->key_column));
-        char *s = PQescapeIdentifier(c, spec->sum_column, strlen(spec->sum_column));
-        char *n = PQescapeIdentifier(c, spec->count_column, strlen(spec->count_column));
-        sbuf_t sql = {0};
+        char *col[RILL_PGSINK_COLUMNS_MAX];
+        int bad = !t || !k;
+        for (int i = 0; i < spec->ncolumns; i++) {
+                pg->is_double[i] = spec->columns[i].is_double;
+                col[i] = PQescapeIdentifier(c, spec->columns[i].name,
+                                            strlen(spec->columns[i].name));
+                bad |= !col[i];
+        }
+        if (bad) {
+                snprintf(errstr, errstr_size,
+                         "cannot quote the results table's names (%s): %s (hint: table and "
+                         "column names must be valid in the database's encoding)",
+                         spec->table, PQerrorMessage(c));
+                PQfreemem(t), PQfreemem(k);
+                for (int i = 0; i < spec->ncolumns; i++)
+                        PQfreemem(col[i]);
+                rill_pgsink_destroy(pg);
+                return NULL;
+        }
+        /* INSERT INTO t (k, window_start, window_end, c0, ..) SELECT u.k,
+         * <start>, <end>, u.c0, .. FROM unnest($1::text[], $2::int8[],
+         * $3::int8[], $4::<type>[], ..) AS u(k, s, e, c0, ..) ON CONFLICT (k,
+         * window_start) DO UPDATE SET window_end = EXCLUDED.window_end,
+         * c0 = EXCLUDED.c0, .. -- every name escaped, every value a parameter */
+        sbuf_t sql = {0}, sel = {0}, arr = {0}, as = {0}, set = {0}, ddl = {0};
+        char tmp[64];
+        for (int i = 0; i < spec->ncolumns; i++) {
+                const char *type = pg->is_double[i] ? "float8" : "int8";
+                sb_puts(&sql, ", ", 2), sb_puts(&sql, col[i], strlen(col[i]));
+                snprintf(tmp, sizeof(tmp), ", u.c%d", i);
+                sb_puts(&sel, tmp, strlen(tmp));
+                snprintf(tmp, sizeof(tmp), ", $%d::%s[]", i + 4, type);
+                sb_puts(&arr, tmp, strlen(tmp));
+                snprintf(tmp, sizeof(tmp), ", c%d", i);
+                sb_puts(&as, tmp, strlen(tmp));
+                sb_puts(&set, ", ", 2), sb_puts(&set, col[i], strlen(col[i]));
+                sb_puts(&set, " = EXCLUDED.", 12), sb_puts(&set, col[i], strlen(col[i]));
+                sb_puts(&ddl, ", ", 2), sb_puts(&ddl, col[i], strlen(col[i]));
+                const char *dtype = pg->is_double[i] ? " double precision NOT NULL"
+                                                     : " bigint NOT NULL";
+                sb_puts(&ddl, dtype, strlen(dtype));
+        }
+        sbuf_t cols = sql;
+        sql = (sbuf_t){0};
         const char *parts[] = {
-            "INSERT INTO ", t, " (", k, ", window_start, window_end, ", s, ", ", n, ")"
-            " SELECT u.k, timestamptz 'epoch' + u.s * interval '1 millisecond',"
-            " timestamptz 'epoch' + u.e * interval '1 millisecond', u.t, u.c"
-            " FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[])"
-            " AS u(k, s, e, t, c) ON CONFLICT (", k, ", window_start) DO UPDATE SET"
-            " window_end = EXCLUDED.window_end, ", s, " = EXCLUDED.", s, ", ", n,
-            " = EXCLUDED.", n, NULL};
+            "INSERT INTO ", t, " (", k, ", window_start, window_end", cols.p,
+            ") SELECT u.k, timestamptz 'epoch' + u.s * interval '1 millisecond',"
+            " timestamptz 'epoch' + u.e * interval '1 millisecond'", sel.p,
+            " FROM unnest($1::text[], $2::int8[], $3::int8[]", arr.p,
+            ") AS u(k, s, e", as.p, ") ON CONFLICT (", k, ", window_start) DO UPDATE SET"
+            " window_end = EXCLUDED.window_end", set.p, NULL};
         for (int i = 0; parts[i]; i++)
                 sb_puts(&sql, parts[i], strlen(parts[i]));
         pg->upsert_sql = sql.p;
         /* the migration DDL, kept with the names it was escaped for */
-        sbuf_t ddl = {0};
+        sbuf_t dsql = {0};
         const char *dparts[] = {
             "CREATE TABLE IF NOT EXISTS ", t, " (", k, " text NOT NULL,"
-            " window_start timestamptz NOT NULL, window_end timestamptz NOT NULL, ", s,
-            " bigint NOT NULL, ", n, " bigint NOT NULL, PRIMARY KEY (", k, ", window_start))",
-            NULL};
+            " window_start timestamptz NOT NULL, window_end timestamptz NOT NULL", ddl.p,
+            ", PRIMARY KEY (", k, ", window_start))", NULL};
         for (int i = 0; dparts[i]; i++)
-                sb_puts(&ddl, dparts[i], strlen(dparts[i]));
-        PQfreemem(t), PQfreemem(k), PQfreemem(s), PQfreemem(n);
+                sb_puts(&dsql, dparts[i], strlen(dparts[i]));
+        PQfreemem(t), PQfreemem(k);
+        for (int i = 0; i < spec->ncolumns; i++)
+                PQfreemem(col[i]);
+        free(cols.p), free(sel.p), free(arr.p), free(as.p), free(set.p), free(ddl.p);
+        ddl = dsql;
         /* stash the DDL after the upsert (freed together) */
         pg->upsert_sql = realloc(pg->upsert_sql, sql.len + 1 + ddl.len + 1);
         memcpy(pg->upsert_sql + sql.len + 1, ddl.p, ddl.len + 1);
@@ -256,12 +313,15 @@ void rill_pgsink_destroy(rill_pgsink_t *pg) {
         if (!pg)
                 return;
         PQfinish(pg->conn);
-        sbuf_t *bufs[] = {&pg->r_key, &pg->r_start, &pg->r_end, &pg->r_sum, &pg->r_count,
+        sbuf_t *bufs[] = {&pg->r_key, &pg->r_start, &pg->r_end,
                           &pg->p_topic, &pg->p_part, &pg->p_off, &pg->p_epoch};
         for (size_t i = 0; i < sizeof(bufs) / sizeof(*bufs); i++)
                 free(bufs[i]->p);
+        for (int i = 0; i < RILL_PGSINK_COLUMNS_MAX; i++)
+                free(pg->r_col[i].p);
         free(pg->keys.p);
         free(pg->rows);
+        free(pg->vals);
         free(pg->upsert_sql);
         free(pg->app_id);
         free(pg);
@@ -453,21 +513,37 @@ int64_t rill_pgsink_acquire_epoch(rill_pgsink_t *pg, const char *topic, int32_t 
 
 /* ---- batches ------------------------------------------------------------------------ */
 
-void rill_pgsink_add_result(rill_pgsink_t *pg, const rill_result_t *res) {
+void rill_pgsink_add_result(rill_pgsink_t *pg, const char *key, size_t key_len,
+                            int64_t start_ms, int64_t end_ms, const rill_value_t *values) {
         if (pg->nresults == pg->rows_cap) {
                 pg->rows_cap = pg->rows_cap ? pg->rows_cap * 2 : 256;
                 pg->rows = realloc(pg->rows, pg->rows_cap * sizeof(*pg->rows));
+                pg->vals_cap = pg->rows_cap * (size_t)pg->ncolumns;
+                pg->vals = realloc(pg->vals, pg->vals_cap * sizeof(*pg->vals));
         }
-        pg->rows[pg->nresults++] = (pg_row_t){pg->keys.len, res->key_len, res->window_start_ms,
-                                              res->window_end_ms, res->sum, res->count};
-        sb_puts(&pg->keys, res->key, res->key_len);
+        size_t off = pg->nresults * (size_t)pg->ncolumns;
+        memcpy(pg->vals + off, values, (size_t)pg->ncolumns * sizeof(*values));
+        pg->rows[pg->nresults++] = (pg_row_t){pg->keys.len, key_len, off, start_ms, end_ms};
+        sb_puts(&pg->keys, key, key_len);
 }
 
-/* The five arrays of the upsert for rows [from, from + n). */
+/* A double as an array element: 17 significant digits read back to the same
+ * double; NaN and the infinities in the words float8 input takes. */
+static void sb_double(sbuf_t *b, double d) {
+        char tmp[40];
+        int n = isnan(d)      ? snprintf(tmp, sizeof(tmp), "NaN")
+                : isinf(d) ? snprintf(tmp, sizeof(tmp), d > 0 ? "Infinity" : "-Infinity")
+                           : snprintf(tmp, sizeof(tmp), "%.17g", d);
+        sb_puts(b, tmp, (size_t)n);
+}
+
+/* The arrays of the upsert for rows [from, from + n). */
 static void build_chunk(rill_pgsink_t *pg, size_t from, size_t n) {
-        sbuf_t *bufs[] = {&pg->r_key, &pg->r_start, &pg->r_end, &pg->r_sum, &pg->r_count};
+        sbuf_t *bufs[] = {&pg->r_key, &pg->r_start, &pg->r_end};
         for (size_t i = 0; i < sizeof(bufs) / sizeof(*bufs); i++)
                 sb_reset(bufs[i]);
+        for (int c = 0; c < pg->ncolumns; c++)
+                sb_reset(&pg->r_col[c]);
         for (size_t i = from; i < from + n; i++) {
                 const pg_row_t *r = &pg->rows[i];
                 const char *key = pg->keys.p + r->key_off;
@@ -481,8 +557,14 @@ static void build_chunk(rill_pgsink_t *pg, size_t from, size_t n) {
                 sb_putc(&pg->r_key, '"');
                 sb_sep(&pg->r_start), sb_int(&pg->r_start, r->start);
                 sb_sep(&pg->r_end), sb_int(&pg->r_end, r->end);
-                sb_sep(&pg->r_sum), sb_int(&pg->r_sum, r->sum);
-                sb_sep(&pg->r_count), sb_int(&pg->r_count, r->count);
+                for (int c = 0; c < pg->ncolumns; c++) {
+                        const rill_value_t *v = &pg->vals[r->val_off + (size_t)c];
+                        sb_sep(&pg->r_col[c]);
+                        if (pg->is_double[c])
+                                sb_double(&pg->r_col[c], v->d);
+                        else
+                                sb_int(&pg->r_col[c], v->i);
+                }
         }
 }
 
@@ -501,11 +583,12 @@ static int upsert_results(rill_pgsink_t *pg, int64_t *slowest_full, char *errstr
         for (size_t from = 0; from < n; from += chunk) {
                 size_t m = n - from < chunk ? n - from : chunk;
                 build_chunk(pg, from, m);
-                const char *params[] = {sb_array(&pg->r_key), sb_array(&pg->r_start),
-                                        sb_array(&pg->r_end), sb_array(&pg->r_sum),
-                                        sb_array(&pg->r_count)};
+                const char *params[3 + RILL_PGSINK_COLUMNS_MAX] = {
+                    sb_array(&pg->r_key), sb_array(&pg->r_start), sb_array(&pg->r_end)};
+                for (int c = 0; c < pg->ncolumns; c++)
+                        params[3 + c] = sb_array(&pg->r_col[c]);
                 int64_t t0 = now_ms();
-                PGresult *r = pg_exec(pg, pg->upsert_sql, 5, params, PGRES_COMMAND_OK,
+                PGresult *r = pg_exec(pg, pg->upsert_sql, 3 + pg->ncolumns, params, PGRES_COMMAND_OK,
                                       "results upsert", errstr, errstr_size);
                 if (!r) {
                         if (strcmp(pg->sqlstate, "57014"))
@@ -552,10 +635,12 @@ void rill_pgsink_add_progress(rill_pgsink_t *pg, const char *topic, int32_t part
 size_t rill_pgsink_pending_results(const rill_pgsink_t *pg) { return pg->nresults; }
 
 void rill_pgsink_clear(rill_pgsink_t *pg) {
-        sbuf_t *bufs[] = {&pg->r_key, &pg->r_start, &pg->r_end, &pg->r_sum, &pg->r_count,
+        sbuf_t *bufs[] = {&pg->r_key, &pg->r_start, &pg->r_end,
                           &pg->p_topic, &pg->p_part, &pg->p_off, &pg->p_epoch};
         for (size_t i = 0; i < sizeof(bufs) / sizeof(*bufs); i++)
                 sb_reset(bufs[i]);
+        for (int c = 0; c < RILL_PGSINK_COLUMNS_MAX; c++)
+                sb_reset(&pg->r_col[c]);
         sb_reset(&pg->keys);
         pg->nresults = pg->nprogress = 0;
 }

@@ -5,7 +5,8 @@
  * One sink per stream thread (one connection), used only by that thread.
  * Tables (created by rill_pgsink_migrate when missing):
  *   <table>(<key> text, window_start timestamptz, window_end timestamptz,
- *           <sum> bigint, <count> bigint, primary key (<key>, window_start))
+ *           <column> bigint or double precision, ... (the spec's columns),
+ *           primary key (<key>, window_start))
  *   rill_sink_progress(app_id, topic, partition, next_offset, epoch, updated_at)
  * A task takes a new epoch when it is assigned (epoch = epoch + 1). Every
  * commit updates its progress row only where the stored epoch still equals
@@ -40,8 +41,18 @@
 
 typedef struct rill_pgsink rill_pgsink_t;
 
+#define RILL_PGSINK_COLUMNS_MAX 16
+
+/** A value column of the results table. */
+typedef struct rill_pgsink_column {
+        const char *name;
+        int is_double; /* double precision (rill_value_t.d), else bigint (.i) */
+} rill_pgsink_column_t;
+
 typedef struct rill_pgsink_spec {
-        const char *dsn, *table, *key_column, *sum_column, *count_column, *app_id;
+        const char *dsn, *table, *key_column, *app_id;
+        rill_pgsink_column_t columns[RILL_PGSINK_COLUMNS_MAX];
+        int ncolumns; /* 1..RILL_PGSINK_COLUMNS_MAX */
 } rill_pgsink_spec_t;
 
 /** Refuse a DSN that carries a password (secrets come from PGPASSWORD or
@@ -60,8 +71,10 @@ int rill_pgsink_migrate(rill_pgsink_t *pg, char *errstr, size_t errstr_size);
 int64_t rill_pgsink_acquire_epoch(rill_pgsink_t *pg, const char *topic, int32_t partition,
                                   char *errstr, size_t errstr_size);
 
-/** Queue a result / a progress row for the next rill_pgsink_commit(). */
-void rill_pgsink_add_result(rill_pgsink_t *pg, const rill_result_t *res);
+/** Queue a result (values: one per column of the spec, copied) / a progress
+ *  row for the next rill_pgsink_commit(). */
+void rill_pgsink_add_result(rill_pgsink_t *pg, const char *key, size_t key_len,
+                            int64_t start_ms, int64_t end_ms, const rill_value_t *values);
 void rill_pgsink_add_progress(rill_pgsink_t *pg, const char *topic, int32_t partition,
                               int64_t next_offset, int64_t epoch);
 size_t rill_pgsink_pending_results(const rill_pgsink_t *pg);

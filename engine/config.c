@@ -39,7 +39,10 @@ static const rill_confdef_t engine_defs[] = {
      "Dead-letter topic for bad and late records (default: <input.topic>-dlq)"},
     /* bounded so that window end + grace of any event time stays inside
      * int64 and below the store's meta keys (engine/window.h) */
-    {"window.size.ms", RILL_CONF_INT, "60000", 1, RILL_WINDOW_SIZE_MAX_MS, "Tumbling window size"},
+    {"window.size.ms", RILL_CONF_INT, "60000", 1, RILL_WINDOW_SIZE_MAX_MS, "Window size"},
+    {"window.advance.ms", RILL_CONF_INT, "0", 0, RILL_WINDOW_SIZE_MAX_MS,
+     "Hopping windows: a new window starts every this many ms (at most window.size.ms, at "
+     "most 256 windows per event); 0 = tumbling (the window size)"},
     {"grace.ms", RILL_CONF_INT, "10000", 0, RILL_GRACE_MAX_MS,
      "Grace period: a window closes when stream time >= window end + grace"},
     {"commit.interval.ms", RILL_CONF_INT, "100", 1, 3600000, "Commit interval"},

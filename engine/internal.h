@@ -18,6 +18,7 @@
 #include "restore.h"
 #include "wstore.h"
 #include "metrics.h"
+#include "aggregate.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -35,7 +36,11 @@ struct rill_app {
         int partitions;      /* the internal topics' (aggregation tasks'), fixed */
         atomic_int sources;  /* the input's partitions: grows when some are added */
         int64_t window_ms, grace_ms, commit_ms, idle_ms, restore_timeout_ms;
+        int64_t advance_ms; /* window.advance.ms, or window_ms for tumbling windows */
         rill_pgsink_spec_t pgspec;
+        const rill_aggregator_t *agg;     /* topo.aggregator */
+        rill_state_codec_t codec;         /* the stores' view of it */
+        int pg_value[RILL_PG_COLUMNS_MAX]; /* the figure each Postgres column holds */
         int lock_fd;
         atomic_int stop;
         int64_t shutdown_ms;         /* shutdown.timeout.ms: from stop to exit */
@@ -114,6 +119,7 @@ typedef struct rill_task {
         int nsrc, committed_nsrc;     /* sources known (grows), at the last commit */
         int64_t changelog_next; /* from delivery reports in this commit, -1 none */
         rill_wlist_t closing;   /* windows closed in the open transaction */
+        unsigned char *hops;    /* hopping windows: one event's states, aligned */
 } rill_task_t;
 
 /* ---- task.c: per-task work, @locality the owning stream thread ---------------- */

@@ -5,14 +5,18 @@
  * What an application supplies (the "topology"):
  *   - an extract function that turns one input record into an event
  *     (key, integer value, event time) or rejects it with a reason;
+ *   - an aggregator: what a window holds and how an event changes it
+ *     (built-in figures: sum, count, min, max, average, first and last event
+ *     time; or the application's own state and functions);
  *   - a format function that turns one closed window into the bytes of the
- *     output record.
- * What the runtime does with it: per input partition a task sums the values
- * per key over tumbling event-time windows, keeps the open windows in a
- * RocksDB window store backed by a compacted changelog topic, and at every
- * commit interval emits the windows that closed (emit on window close) to the
- * output topic and to a PostgreSQL table, in one Kafka transaction whose
- * consumer offsets commit with it, fenced in Postgres by a per-task epoch.
+ *     output record, and the columns of its PostgreSQL row.
+ * What the runtime does with it: per key, over event-time windows (tumbling,
+ * or hopping with window.advance.ms), a task adds each event to the state of
+ * every window that contains it, keeps the open windows in a RocksDB window
+ * store backed by a compacted changelog topic, and at every commit interval
+ * emits the windows that closed (emit on window close) to the output topic
+ * and to a PostgreSQL table, in one Kafka transaction whose consumer offsets
+ * commit with it, fenced in Postgres by a per-task epoch.
  *
  * Errors are values: functions return 0 on success or -1 and fill an errstr
  * buffer that the caller owns. The library never exits the process.
@@ -97,7 +101,7 @@ typedef struct rill_raw {
 typedef struct rill_event {
         const char *key;
         size_t key_len;
-        int64_t value;  /**< the amount added to the window sum */
+        int64_t value;  /**< the figure the aggregator adds up (e.g. an amount) */
         int64_t ts_ms;  /**< event time, epoch milliseconds */
 } rill_event_t;
 
@@ -109,17 +113,95 @@ typedef struct rill_reject {
         char detail[200];
 } rill_reject_t;
 
+/* ---- aggregations ------------------------------------------------------------ */
+
+/** One figure of an aggregate, as queries, the dead-letter fallback and the
+ *  PostgreSQL sink see it: an integer (bigint) or a double (double
+ *  precision), as its definition says. */
+typedef struct rill_value {
+        int64_t i;
+        double d;
+} rill_value_t;
+
+typedef struct rill_value_def {
+        const char *name; /**< e.g. "sum"; a JSON member and a column's source */
+        int is_double;    /**< 0: the figure is .i, 1: it is .d */
+} rill_value_def_t;
+
+#define RILL_STATE_BYTES_MAX 256   /**< one window's state in memory */
+#define RILL_STATE_ENCODED_MAX 512 /**< one window's encoded state */
+
+/** An aggregator: what a window holds and how an event changes it.
+ *  The state is a fixed-size value (state_size bytes, at most
+ *  RILL_STATE_BYTES_MAX, aligned to 16) that the engine copies, stores,
+ *  sends to the changelog and restores, but never interprets. Every
+ *  function may run on any stream thread at once (encode, decode and value
+ *  on the HTTP thread too): they may only read opaque. */
+typedef struct rill_aggregator {
+        size_t state_size;
+        /** The state of a new window, before its first event. */
+        void (*init)(void *opaque, void *state);
+        /** Add one event. @returns 0, or -1 with rej filled (for example an
+         *  overflow): the event goes to the dead-letter topic with that
+         *  reason and every window keeps the state it had. */
+        int (*add)(void *opaque, void *state, const rill_event_t *ev, rill_reject_t *rej);
+        /** The state's bytes in the store and the changelog (msgpack is the
+         *  convention). @returns the length, 0 when it does not fit size
+         *  (RILL_STATE_ENCODED_MAX). */
+        size_t (*encode)(void *opaque, const void *state, unsigned char *buf, size_t size);
+        /** @returns 0, or -1 when buf is not a state of this aggregator. */
+        int (*decode)(void *opaque, const void *buf, size_t len, void *state);
+        /** The figures of a state: values[i] names figure i, value() computes it. */
+        const rill_value_def_t *values;
+        int n_values;
+        rill_value_t (*value)(void *opaque, const void *state, int i);
+        void *opaque;
+} rill_aggregator_t;
+
+/** The built-in figures, over the event's value (or its event time). */
+typedef enum {
+        RILL_AGG_SUM,      /**< sum of values (an overflow dead-letters the event) */
+        RILL_AGG_COUNT,    /**< number of events */
+        RILL_AGG_MIN,      /**< smallest value */
+        RILL_AGG_MAX,      /**< largest value */
+        RILL_AGG_AVG,      /**< mean of the values, a double (its sum / count) */
+        RILL_AGG_MIN_TIME, /**< earliest event time, epoch ms */
+        RILL_AGG_MAX_TIME, /**< latest event time, epoch ms */
+} rill_agg_op_t;
+
+typedef struct rill_agg_field {
+        const char *name;
+        rill_agg_op_t op;
+} rill_agg_field_t;
+
+#define RILL_AGG_FIELDS_MAX 16
+
+/** An aggregator of built-in figures, in the order given. Its state is their
+ *  running values (an average keeps a sum and a count), encoded as one
+ *  msgpack array of integers. fields and their names must outlive it.
+ *  @returns NULL and errstr when n is not 1..RILL_AGG_FIELDS_MAX, a name is
+ *  missing or repeated, or an op is unknown. Free it with
+ *  rill_aggregator_destroy after rill_app_destroy.
+ *  @locality application thread. */
+rill_aggregator_t *rill_aggregator_fields_new(const rill_agg_field_t *fields, int n,
+                                              char *errstr, size_t errstr_size);
+void rill_aggregator_destroy(rill_aggregator_t *agg);
+
+/** The index of the figure named name, or -1. */
+int rill_aggregator_value_index(const rill_aggregator_t *agg, const char *name);
+
 /** A closed window's final result. */
 typedef struct rill_result {
         const char *key;
         size_t key_len;
         int64_t window_start_ms;
         int64_t window_end_ms;
-        int64_t sum;
-        int64_t count;
-        int64_t first_ts_ms;
-        int64_t last_ts_ms;
+        const void *state;                   /**< the window's state */
+        const rill_aggregator_t *aggregator; /**< whose state it is */
 } rill_result_t;
+
+/** Figure i of a result (rill_aggregator_value_index names it). */
+rill_value_t rill_result_value(const rill_result_t *res, int i);
 
 /** Extract one event from a raw record.
  *  @returns 0 and fills ev, or -1 and fills rej.
@@ -133,14 +215,30 @@ typedef int (rill_extract_fn)(void *opaque, const rill_raw_t *raw,
 typedef size_t (rill_format_fn)(void *opaque, const rill_result_t *res,
                                 char *buf, size_t size);
 
+/** One column of the PostgreSQL row of a result, after the key and the
+ *  window's start and end: it holds the aggregator's figure named value,
+ *  as bigint or double precision (the figure's kind). */
+typedef struct rill_pg_column {
+        const char *name;  /**< the column, e.g. "total_amount_usd" */
+        const char *value; /**< the figure, e.g. "sum" */
+} rill_pg_column_t;
+
+#define RILL_PG_COLUMNS_MAX 16
+
 typedef struct rill_topology {
         rill_extract_fn *extract;
         rill_format_fn *format;
         void *opaque;
-        const char *store_name;    /**< e.g. "sales-windows" (changelog name) */
-        const char *pg_key_column;   /**< e.g. "seller_id" */
-        const char *pg_sum_column;   /**< e.g. "total_amount_usd" */
-        const char *pg_count_column; /**< e.g. "sales_count" */
+        const char *store_name; /**< e.g. "sales-windows" (changelog name) */
+        /** What a window holds; kept by reference (must outlive the app). */
+        const rill_aggregator_t *aggregator;
+        /** The PostgreSQL row: the key column (e.g. "seller_id"), then
+         *  window_start and window_end (timestamptz), then these columns.
+         *  pg_ncolumns 0: the application has no PostgreSQL sink, whatever
+         *  pg.dsn says. */
+        const char *pg_key_column;
+        const rill_pg_column_t *pg_columns;
+        int pg_ncolumns;
 } rill_topology_t;
 
 /* ---- the runtime ------------------------------------------------------------ */

@@ -29,6 +29,7 @@
  * any thread or a signal handler; rill_app_fail: any stream thread.
  */
 #include "internal.h"
+#include "window.h"
 #include "fault.h"
 #include "kafka_admin.h"
 #include "log.h"
@@ -312,10 +313,24 @@ rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *e
         app->nthreads = (int)rill_conf_get_int(conf, "num.stream.threads");
         app->window_ms = rill_conf_get_int(conf, "window.size.ms");
         app->grace_ms = rill_conf_get_int(conf, "grace.ms");
+        app->advance_ms = rill_conf_get_int(conf, "window.advance.ms");
         app->commit_ms = rill_conf_get_int(conf, "commit.interval.ms");
         app->idle_ms = rill_conf_get_int(conf, "idle.timeout.ms");
         app->restore_timeout_ms = rill_conf_get_int(conf, "restore.timeout.ms");
         app->shutdown_ms = rill_conf_get_int(conf, "shutdown.timeout.ms");
+        if (!app->advance_ms)
+                app->advance_ms = app->window_ms;
+        if (app->advance_ms > app->window_ms ||
+            app->window_ms / app->advance_ms + (app->window_ms % app->advance_ms != 0) >
+                RILL_WINDOW_HOPS_MAX) {
+                snprintf(errstr, errstr_size,
+                         "window.advance.ms %lld does not fit window.size.ms %lld: hopping "
+                         "windows advance by at most their size and by at least 1/%d of it "
+                         "(0 = tumbling)",
+                         (long long)app->advance_ms, (long long)app->window_ms,
+                         RILL_WINDOW_HOPS_MAX);
+                goto fail;
+        }
         if (!app->app_id || !*app->app_id) {
                 snprintf(errstr, errstr_size, "application.id is required (--application-id)");
                 goto fail;
@@ -330,9 +345,48 @@ rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *e
         app->pgspec.dsn = rill_conf_get(conf, "pg.dsn");
         app->pgspec.table = rill_conf_get(conf, "pg.table");
         app->pgspec.key_column = topo->pg_key_column ? topo->pg_key_column : "key";
-        app->pgspec.sum_column = topo->pg_sum_column ? topo->pg_sum_column : "total";
-        app->pgspec.count_column = topo->pg_count_column ? topo->pg_count_column : "count";
         app->pgspec.app_id = app->app_id;
+        if (rill_aggregator_check(topo->aggregator, errstr, errstr_size))
+                goto fail;
+        app->agg = topo->aggregator;
+        rill_aggregator_codec(app->agg, &app->codec);
+        if (topo->pg_ncolumns < 0 || topo->pg_ncolumns > RILL_PG_COLUMNS_MAX ||
+            (topo->pg_ncolumns && !topo->pg_columns)) {
+                snprintf(errstr, errstr_size, "the topology has %d Postgres columns; 0 to %d",
+                         topo->pg_ncolumns, RILL_PG_COLUMNS_MAX);
+                goto fail;
+        }
+        _Static_assert(RILL_PG_COLUMNS_MAX == RILL_PGSINK_COLUMNS_MAX, "rill.h and pgsink.h");
+        for (int i = 0; i < topo->pg_ncolumns; i++) {
+                const rill_pg_column_t *c = &topo->pg_columns[i];
+                int clash = c->name && (!strcmp(c->name, app->pgspec.key_column) ||
+                                        !strcmp(c->name, "window_start") ||
+                                        !strcmp(c->name, "window_end"));
+                for (int j = 0; c->name && j < i; j++)
+                        clash |= !strcmp(c->name, topo->pg_columns[j].name);
+                if (clash) {
+                        snprintf(errstr, errstr_size,
+                                 "Postgres column %d is named \"%s\", which the results table "
+                                 "already has (key, window_start, window_end and every column "
+                                 "need names of their own)",
+                                 i, c->name);
+                        goto fail;
+                }
+                int v = rill_aggregator_value_index(app->agg, c->value);
+                if (!c->name || !*c->name || v < 0) {
+                        snprintf(errstr, errstr_size,
+                                 "Postgres column %d (\"%s\") holds the figure \"%s\", which the "
+                                 "aggregator does not have",
+                                 i, c->name ? c->name : "", c->value ? c->value : "");
+                        goto fail;
+                }
+                app->pg_value[i] = v;
+                app->pgspec.columns[i] =
+                    (rill_pgsink_column_t){c->name, app->agg->values[v].is_double};
+        }
+        app->pgspec.ncolumns = topo->pg_ncolumns;
+        if (!topo->pg_ncolumns)
+                app->pgspec.dsn = NULL; /* no Postgres sink in this application */
         if (rill_log_configure(rill_conf_get(conf, "log.level"), rill_conf_get(conf, "log.format"))) {
                 snprintf(errstr, errstr_size,
                          "invalid log.level or log.format (levels: debug, info, warn, error; "
@@ -360,9 +414,10 @@ rill_app_t *rill_app_new(rill_conf_t *conf, const rill_topology_t *topo, char *e
         }
         rill_log(RILL_LOG_INFO, "app_ready",
                  "application_id=%s process_id=%s input=%s partitions=%d keyed=%d "
-                 "window_ms=%lld grace_ms=%lld threads=%d",
+                 "window_ms=%lld advance_ms=%lld grace_ms=%lld threads=%d",
                  app->app_id, app->process_id, app->input_topic, app->partitions, app->keyed,
-                 (long long)app->window_ms, (long long)app->grace_ms, app->nthreads);
+                 (long long)app->window_ms, (long long)app->advance_ms,
+                 (long long)app->grace_ms, app->nthreads);
         return app;
 fail:
         rill_app_destroy(app);

@@ -74,7 +74,8 @@ static int drop_closed_windows(rill_worker_t *w, rill_task_t *t, char *errstr,
          * stream time): with a smaller grace or window now, windows above it
          * were never emitted, and the first flush emits them. A store that
          * knows no bound (written by an older version) drops nothing. */
-        int64_t bound = rill_window_close_bound(app->window_ms, app->grace_ms, t->stream_time);
+        int64_t bound = rill_window_close_bound(app->window_ms, app->advance_ms, app->grace_ms,
+                                                t->stream_time);
         int64_t closed = rill_wstore_closed_bound(t->store);
         if (closed == INT64_MIN)
                 return 0;
@@ -113,7 +114,10 @@ int rill_task_restore_begin(rill_worker_t *w, rill_task_t *t, char *errstr, size
         store_paths(app, t, dir, sizeof(dir), identity, sizeof(identity));
         for (int attempt = 0; attempt < 2; attempt++) {
                 int wiped = 0;
-                t->store = rill_wstore_open(dir, identity, &wiped, errstr, errstr_size);
+                const rill_wstore_open_opts_t opts = {RILL_WSTORE_LOCK_WAIT_MS,
+                                                      RILL_WSTORE_TRANSIENT_RETRIES, &app->codec};
+                t->store = rill_wstore_open_opts(dir, identity, &opts, &wiped, errstr,
+                                                 errstr_size);
                 if (!t->store)
                         return -1;
                 t->restore_full = wiped;
@@ -217,6 +221,7 @@ static int store_ready(rill_worker_t *w, rill_task_t *t, char *errstr, size_t er
 void rill_task_close(rill_task_t *t) {
         if (t->store)
                 rill_wstore_close(t->store);
+        free(t->hops);
         free(t->src);
         free(t->committed_src);
         rill_wlist_free(&t->closing);
@@ -259,7 +264,8 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
                 return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
                                                errstr_size);
         }
-        int64_t ws = rill_window_start(ev.ts_ms, app->window_ms);
+        /* late when its last window (the one that closes last) is closed */
+        int64_t ws = rill_window_start(ev.ts_ms, app->advance_ms);
         if (t->progress != INT64_MIN &&
             rill_window_closed(ws, app->window_ms, app->grace_ms, t->progress)) {
                 snprintf(rej.reason, sizeof(rej.reason), "late");
@@ -342,8 +348,8 @@ static void be32_put(unsigned char *p, int32_t v) {
  * wait for the next commit interval (worker.c run_loop). */
 static void note_close_due(const rill_app_t *app, rill_task_t *t, int64_t from, int64_t to) {
         if (from == INT64_MIN ||
-            rill_window_close_bound(app->window_ms, app->grace_ms, from) !=
-                rill_window_close_bound(app->window_ms, app->grace_ms, to))
+            rill_window_close_bound(app->window_ms, app->advance_ms, app->grace_ms, from) !=
+                rill_window_close_bound(app->window_ms, app->advance_ms, app->grace_ms, to))
                 t->close_due = 1;
 }
 
@@ -460,7 +466,9 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                 t->stream_time = ev.ts_ms;
         }
         t->last_activity_ms = rill_worker_batch_mono_ms(w);
-        int64_t ws = rill_window_start(ev.ts_ms, app->window_ms);
+        /* the event's windows: from the first still open to its last (one
+         * for tumbling windows); late when even the last is closed */
+        int64_t ws = rill_window_start(ev.ts_ms, app->advance_ms);
         if (rill_window_closed(ws, app->window_ms, app->grace_ms, t->stream_time)) {
                 snprintf(rej.reason, sizeof(rej.reason), "late");
                 snprintf(rej.detail, sizeof(rej.detail),
@@ -469,30 +477,51 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                          (long long)t->stream_time, (long long)app->grace_ms);
                 return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr, errstr_size);
         }
-        rill_agg_t agg;
-        int found = rill_wstore_get(t->store, ws, ev.key, ev.key_len, &agg, errstr, errstr_size);
-        if (found < 0)
-                return -1;
-        if (!found) {
-                agg.sum = ev.value;
-                agg.count = 1;
-                agg.first_ts = agg.last_ts = ev.ts_ms;
-        } else {
-                if (__builtin_add_overflow(agg.sum, ev.value, &agg.sum)) {
-                        snprintf(rej.reason, sizeof(rej.reason), "sum_overflow");
-                        snprintf(rej.detail, sizeof(rej.detail),
-                                 "adding %lld to the window sum would overflow 64 bits",
-                                 (long long)ev.value);
+        int64_t first = ws;
+        if (app->advance_ms != app->window_ms) {
+                first = rill_window_first_start(ev.ts_ms, app->window_ms, app->advance_ms);
+                /* windows already closed (emitted) take nothing more, as in
+                 * Kafka Streams; the event counts in its open ones */
+                while (first < ws &&
+                       (first < t->closed_bound ||
+                        rill_window_closed(first, app->window_ms, app->grace_ms, t->stream_time)))
+                        first += app->advance_ms;
+        }
+        int n = (int)((ws - first) / app->advance_ms) + 1;
+        /* The aggregator adds into copies, every window's first, then they
+         * are stored: an add that fails (an overflow) leaves every window as
+         * it was and dead-letters the event. */
+        const rill_aggregator_t *agg = app->agg;
+        size_t sz = (agg->state_size + 15) & ~(size_t)15; /* every state 16-aligned */
+        _Alignas(16) unsigned char one[RILL_STATE_BYTES_MAX];
+        unsigned char *st = one;
+        if (n > 1) {
+                if (!t->hops && !(t->hops = aligned_alloc(16, RILL_WINDOW_HOPS_MAX *
+                                                                  RILL_STATE_BYTES_MAX))) {
+                        snprintf(errstr, errstr_size, "out of memory for hopping windows");
+                        return -1;
+                }
+                st = t->hops;
+        }
+        for (int i = 0; i < n; i++) {
+                unsigned char *s = st + (size_t)i * sz;
+                int64_t start = first + i * app->advance_ms;
+                int found =
+                    rill_wstore_get(t->store, start, ev.key, ev.key_len, s, errstr, errstr_size);
+                if (found < 0)
+                        return -1;
+                if (!found)
+                        agg->init(agg->opaque, s);
+                if (agg->add(agg->opaque, s, &ev, &rej)) {
+                        if (!rej.reason[0])
+                                snprintf(rej.reason, sizeof(rej.reason), "aggregate_failed");
                         return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
                                                        errstr_size);
                 }
-                agg.count++;
-                if (ev.ts_ms < agg.first_ts)
-                        agg.first_ts = ev.ts_ms;
-                if (ev.ts_ms > agg.last_ts)
-                        agg.last_ts = ev.ts_ms;
         }
-        rill_wstore_put(t->store, ws, ev.key, ev.key_len, &agg);
+        for (int i = 0; i < n; i++)
+                rill_wstore_put(t->store, first + i * app->advance_ms, ev.key, ev.key_len,
+                                st + (size_t)i * sz);
         return 0;
 }
 
@@ -544,17 +573,27 @@ typedef struct changelog_ctx {
 } changelog_ctx_t;
 
 static void produce_change(void *opaque, int64_t wstart, const char *key, size_t key_len,
-                           const rill_agg_t *agg) {
+                           const void *state) {
         changelog_ctx_t *c = opaque;
         if (c->rc)
                 return;
-        unsigned char kbuf[RILL_WKEY_HDR + 4096], vbuf[64];
+        unsigned char kbuf[RILL_WKEY_HDR + 4096], vbuf[RILL_ENCODED_MAX];
         if (key_len > 4096)
                 return;
         size_t klen = rill_wkey_encode(wstart, key, key_len, kbuf);
-        size_t vlen = agg ? rill_agg_encode(agg, vbuf, sizeof(vbuf)) : 0;
+        size_t vlen = 0;
+        if (state) {
+                const rill_state_codec_t *codec = rill_wstore_codec(c->t->store);
+                if (!(vlen = codec->encode(codec->opaque, state, vbuf, sizeof(vbuf)))) {
+                        snprintf(c->errstr, c->errstr_size,
+                                 "a window's state does not encode in %d bytes (the "
+                                 "aggregator's encode function)", RILL_ENCODED_MAX);
+                        c->rc = -1;
+                        return;
+                }
+        }
         c->rc = rill_worker_produce(c->w, RILL_OUT_CHANGELOG,
-                                    c->t->partition, kbuf, klen, agg ? vbuf : NULL, vlen, NULL,
+                                    c->t->partition, kbuf, klen, state ? vbuf : NULL, vlen, NULL,
                                     (void *)(intptr_t)(c->t->partition + 1), c->errstr,
                                     c->errstr_size);
 }
@@ -582,12 +621,12 @@ static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
         } else {
                 /* the window is not lost: its figures go to the dead-letter
                  * topic, keyed by its key, with the reason */
-                char v[200], ws[24];
-                int vl = snprintf(v, sizeof(v),
-                                  "{\"window_start_ms\":%lld,\"window_end_ms\":%lld,\"sum\":%lld,"
-                                  "\"count\":%lld}",
-                                  (long long)res->window_start_ms, (long long)res->window_end_ms,
-                                  (long long)res->sum, (long long)res->count);
+                char v[128 + RILL_AGG_FIELDS_MAX * (RILL_VALUE_NAME_MAX + 32)], ws[24];
+                int vl = snprintf(v, sizeof(v), "{\"window_start_ms\":%lld,\"window_end_ms\":%lld",
+                                  (long long)res->window_start_ms, (long long)res->window_end_ms);
+                vl += (int)rill_aggregate_json(res->aggregator, res->state, v + vl,
+                                               sizeof(v) - (size_t)vl - 1);
+                v[vl++] = '}';
                 snprintf(ws, sizeof(ws), "%lld", (long long)res->window_start_ms);
                 rd_kafka_headers_t *h = rd_kafka_headers_new(3);
                 rd_kafka_header_add(h, "rill.error.reason", -1, "result_unformattable", -1);
@@ -605,6 +644,15 @@ static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
         }
         free(buf);
         return rc;
+}
+
+/* Queue a result's Postgres row: the figure each column holds. */
+static void pg_row(const rill_app_t *app, rill_pgsink_t *pg, const rill_result_t *res) {
+        rill_value_t v[RILL_PG_COLUMNS_MAX];
+        for (int c = 0; c < app->pgspec.ncolumns; c++)
+                v[c] = rill_result_value(res, app->pg_value[c]);
+        rill_pgsink_add_result(pg, res->key, res->key_len, res->window_start_ms,
+                               res->window_end_ms, v);
 }
 
 /* A source task's progress moved since its last commit: tell every
@@ -639,8 +687,8 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
         rill_app_t *app = rill_worker_app(w);
         /* 1. close the windows that stream time has passed (emit on window close) */
         if (t->stream_time != INT64_MIN) {
-                int64_t bound = rill_window_close_bound(app->window_ms, app->grace_ms,
-                                                        t->stream_time);
+                int64_t bound = rill_window_close_bound(app->window_ms, app->advance_ms,
+                                                        app->grace_ms, t->stream_time);
                 if (bound > t->closed_bound) {
                         rill_wlist_free(&t->closing);
                         if (rill_wstore_closed(t->store, bound, &t->closing, errstr, errstr_size))
@@ -650,15 +698,14 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
                                 rill_fault("closing_windows");
                         for (size_t i = 0; i < t->closing.cnt; i++) {
                                 rill_wentry_t *e = &t->closing.v[i];
-                                rill_result_t res = {e->key,         e->key_len,
-                                                     e->wstart,      e->wstart + app->window_ms,
-                                                     e->agg.sum,     e->agg.count,
-                                                     e->agg.first_ts, e->agg.last_ts};
+                                rill_result_t res = {e->key,    e->key_len,
+                                                     e->wstart, e->wstart + app->window_ms,
+                                                     e->state,  app->agg};
                                 int rc = emit_result(w, &res, errstr, errstr_size);
                                 if (rc < 0)
                                         return -1;
                                 if (rc == 0 && rill_worker_pg(w))
-                                        rill_pgsink_add_result(rill_worker_pg(w), &res);
+                                        pg_row(app, rill_worker_pg(w), &res);
                                 rill_wstore_delete(t->store, e->wstart, e->key, e->key_len);
                         }
                 }

@@ -6,18 +6,19 @@
 #include <stdio.h>
 #include <time.h>
 
-int64_t rill_window_close_bound(int64_t size_ms, int64_t grace_ms, int64_t stream_time) {
+int64_t rill_window_close_bound(int64_t size_ms, int64_t advance_ms, int64_t grace_ms,
+                                int64_t stream_time) {
         /* closed  <=>  start + size + grace <= st  <=>  start <= st - size - grace;
-         * starts are multiples of size, so the first still-open start is the
-         * smallest multiple greater than x = st - size - grace. Below int64
-         * no window can start: none is closed. x - r (+ size) <= st - grace
-         * cannot overflow. */
+         * starts are multiples of the advance, so the first still-open start
+         * is the smallest multiple greater than x = st - size - grace. Below
+         * int64 no window can start: none is closed. x - r (+ advance) <=
+         * st - grace cannot overflow (advance <= size). */
         int64_t x;
         if (__builtin_sub_overflow(stream_time, size_ms, &x) ||
             __builtin_sub_overflow(x, grace_ms, &x))
                 return INT64_MIN;
-        int64_t r = x % size_ms;
-        return r >= 0 ? x - r + size_ms : x - r;
+        int64_t r = x % advance_ms;
+        return r >= 0 ? x - r + advance_ms : x - r;
 }
 
 int rill_iso8601(int64_t ms, char *buf, int size) {

@@ -1,10 +1,15 @@
 /*
- * window.h -- tumbling window arithmetic on event time (pure functions).
+ * window.h -- tumbling and hopping window arithmetic on event time (pure
+ * functions).
  *
- * Windows are [start, start + size) with start a multiple of size (epoch
- * aligned, as Flink's TUMBLE and Kafka Streams' TimeWindows). A window is
- * closed once stream time >= end + grace; a record whose window is closed
- * is late.
+ * Windows are [start, start + size) with start a multiple of the advance
+ * (epoch aligned, as Flink's TUMBLE / HOP and Kafka Streams' TimeWindows
+ * with advanceBy); tumbling windows are the case advance = size. An event
+ * at ts belongs to every window with ts - size < start <= ts: size /
+ * advance of them (rounded up). A window is closed once stream time >= end
+ * + grace; a record is late when every window it belongs to is closed (its
+ * last window, the one starting at rill_window_start(ts, advance), closes
+ * last).
  *
  * Event times are bounded twice over:
  *   - Every accepted event time lies in [RILL_EVENT_TIME_MIN_MS,
@@ -67,9 +72,23 @@ static inline int rill_window_closed(int64_t start, int64_t size_ms, int64_t gra
         return stream_time >= close_at;
 }
 
-/** Windows with start < the returned bound are closed at stream time st
- *  (INT64_MIN: none is). */
-int64_t rill_window_close_bound(int64_t size_ms, int64_t grace_ms, int64_t stream_time);
+/** The most windows one event may belong to (window.size.ms / window.advance.ms). */
+#define RILL_WINDOW_HOPS_MAX 256
+
+/** Start of the first (earliest) window holding ts: the smallest multiple of
+ *  advance greater than ts - size (the last is rill_window_start(ts,
+ *  advance)). Unlike the functions above it does not saturate: defined for
+ *  valid event times (rill_event_time_valid) and bounded sizes only, which
+ *  is all it is called with. */
+static inline int64_t rill_window_first_start(int64_t ts_ms, int64_t size_ms,
+                                              int64_t advance_ms) {
+        return rill_window_start(ts_ms - size_ms, advance_ms) + advance_ms;
+}
+
+/** Windows (of this size, starting every advance) with start < the
+ *  returned bound are closed at stream time st (INT64_MIN: none is). */
+int64_t rill_window_close_bound(int64_t size_ms, int64_t advance_ms, int64_t grace_ms,
+                                int64_t stream_time);
 
 /** Format epoch ms as ISO-8601 UTC ("2026-11-23T21:09:00Z", with .mmm when
  *  not whole seconds) into buf (>= 32 bytes). @returns length. */

@@ -130,9 +130,17 @@ int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, int32_t
                                 res->truncated = 1;
                                 break;
                         }
-                        res->v[res->cnt++] = (rill_qwindow_t){
-                                p, l.v[i].wstart, l.v[i].wstart + w->app->window_ms,
-                                l.v[i].agg.sum, l.v[i].agg.count};
+                        rill_qwindow_t *q = &res->v[res->cnt++];
+                        const rill_aggregator_t *agg = w->app->agg;
+                        q->partition = p;
+                        q->start_ms = l.v[i].wstart;
+                        q->end_ms = l.v[i].wstart + w->app->window_ms;
+                        q->nfigures = agg->n_values;
+                        for (int k = 0; k < agg->n_values; k++) {
+                                rill_value_t v = agg->value(agg->opaque, l.v[i].state, k);
+                                q->f[k] = (rill_qfigure_t){agg->values[k].name,
+                                                           agg->values[k].is_double, v.i, v.d};
+                        }
                         found++;
                 }
                 rill_wlist_free(&l);

@@ -55,16 +55,19 @@ static int fixbuf_write(void *data, const char *buf, size_t len) {
         return 0;
 }
 
-size_t rill_agg_encode(const rill_agg_t *agg, unsigned char *out, size_t size) {
+size_t rill_ints_encode(const int64_t *v, size_t n, unsigned char *out, size_t size) {
         fixbuf_t fb = {out, 0, size, 0};
         msgpack_packer pk;
         msgpack_packer_init(&pk, &fb, fixbuf_write);
-        msgpack_pack_array(&pk, 4);
-        msgpack_pack_int64(&pk, agg->sum);
-        msgpack_pack_int64(&pk, agg->count);
-        msgpack_pack_int64(&pk, agg->first_ts);
-        msgpack_pack_int64(&pk, agg->last_ts);
+        msgpack_pack_array(&pk, n);
+        for (size_t i = 0; i < n; i++)
+                msgpack_pack_int64(&pk, v[i]);
         return fb.overflow ? 0 : fb.len;
+}
+
+size_t rill_agg_encode(const rill_agg_t *agg, unsigned char *out, size_t size) {
+        int64_t v[4] = {agg->sum, agg->count, agg->first_ts, agg->last_ts};
+        return rill_ints_encode(v, 4, out, size);
 }
 
 static int obj_int(const msgpack_object *o, int64_t *v) {
@@ -80,7 +83,7 @@ static int obj_int(const msgpack_object *o, int64_t *v) {
         return 0;
 }
 
-int rill_agg_decode(const void *buf, size_t len, rill_agg_t *agg) {
+int rill_ints_decode(const void *buf, size_t len, int64_t *v, size_t n) {
         msgpack_zone zone;
         msgpack_object obj;
         size_t off = 0;
@@ -88,12 +91,32 @@ int rill_agg_decode(const void *buf, size_t len, rill_agg_t *agg) {
                 return -1;
         int rc = -1;
         if (msgpack_unpack(buf, len, &off, &zone, &obj) == MSGPACK_UNPACK_SUCCESS &&
-            off == len && obj.type == MSGPACK_OBJECT_ARRAY && obj.via.array.size == 4 &&
-            !obj_int(&obj.via.array.ptr[0], &agg->sum) &&
-            !obj_int(&obj.via.array.ptr[1], &agg->count) &&
-            !obj_int(&obj.via.array.ptr[2], &agg->first_ts) &&
-            !obj_int(&obj.via.array.ptr[3], &agg->last_ts) && agg->count >= 0)
+            off == len && obj.type == MSGPACK_OBJECT_ARRAY && obj.via.array.size == n) {
                 rc = 0;
+                for (size_t i = 0; i < n && !rc; i++)
+                        rc = obj_int(&obj.via.array.ptr[i], &v[i]);
+        }
         msgpack_zone_destroy(&zone);
         return rc;
 }
+
+int rill_agg_decode(const void *buf, size_t len, rill_agg_t *agg) {
+        int64_t v[4];
+        if (rill_ints_decode(buf, len, v, 4) || v[1] < 0)
+                return -1;
+        *agg = (rill_agg_t){v[0], v[1], v[2], v[3]};
+        return 0;
+}
+
+static size_t agg_codec_encode(void *opaque, const void *state, unsigned char *buf, size_t size) {
+        (void)opaque;
+        return rill_agg_encode(state, buf, size);
+}
+
+static int agg_codec_decode(void *opaque, const void *buf, size_t len, void *state) {
+        (void)opaque;
+        return rill_agg_decode(buf, len, state);
+}
+
+const rill_state_codec_t rill_agg_codec = {sizeof(rill_agg_t), agg_codec_encode,
+                                           agg_codec_decode, NULL};

@@ -259,7 +259,8 @@ int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t
                                 snprintf(errstr, errstr_size,
                                          "restore %s [%d]: record at offset %lld is not a "
                                          "changelog record of this application (key %zu bytes, "
-                                         "value %zu bytes)",
+                                         "value %zu bytes; hint: did the aggregator's figures "
+                                         "change? a new aggregation needs a new application.id)",
                                          topic, partition, (long long)m->offset, m->key_len,
                                          m->len);
                                 stop = 1;

@@ -63,11 +63,11 @@ typedef struct centry {
         struct centry *next;
         uint64_t hash;
         int64_t wstart;
-        char *key;
+        char *key; /* after the state, in the same allocation */
         size_t key_len;
-        rill_agg_t agg;
         int deleted;
         int dirty; /* changed since the last commit */
+        _Alignas(16) unsigned char state[]; /* the codec's size */
 } centry_t;
 
 struct rill_wstore {
@@ -83,6 +83,7 @@ struct rill_wstore {
         centry_t **buckets;
         size_t nbuckets, ncached, ndirty;
         size_t cache_bytes; /* this store's part of write_cache_used */
+        const rill_state_codec_t *codec;
 };
 
 /* ---- process-wide memory settings ----------------------------------------------
@@ -120,7 +121,9 @@ int rill_wstore_cache_over_budget(void) {
         return atomic_load(&write_cache_used) > write_cache_budget;
 }
 
-static size_t entry_cost(size_t key_len) { return sizeof(centry_t) + key_len + 16; }
+static size_t entry_cost(const rill_wstore_t *ws, size_t key_len) {
+        return sizeof(centry_t) + ws->codec->size + key_len + 16;
+}
 
 static void cache_account(rill_wstore_t *ws, size_t add, size_t sub) {
         ws->cache_bytes += add;
@@ -196,8 +199,8 @@ static centry_t *cache_upsert(rill_wstore_t *ws, int64_t wstart, const char *key
                 return e;
         if (ws->ncached >= ws->nbuckets)
                 cache_grow(ws);
-        e = calloc(1, sizeof(*e) + len);
-        e->key = (char *)(e + 1);
+        e = calloc(1, sizeof(*e) + ws->codec->size + len);
+        e->key = (char *)e->state + ws->codec->size;
         memcpy(e->key, key, len);
         e->key_len = len;
         e->wstart = wstart;
@@ -205,7 +208,7 @@ static centry_t *cache_upsert(rill_wstore_t *ws, int64_t wstart, const char *key
         e->next = ws->buckets[h & (ws->nbuckets - 1)];
         ws->buckets[h & (ws->nbuckets - 1)] = e;
         ws->ncached++;
-        cache_account(ws, entry_cost(len), 0);
+        cache_account(ws, entry_cost(ws, len), 0);
         return e;
 }
 
@@ -214,7 +217,7 @@ static void cache_clear(rill_wstore_t *ws) {
                 centry_t *e = ws->buckets[i], *next;
                 for (; e; e = next) {
                         next = e->next;
-                        cache_account(ws, 0, entry_cost(e->key_len));
+                        cache_account(ws, 0, entry_cost(ws, e->key_len));
                         free(e);
                 }
                 ws->buckets[i] = NULL;
@@ -252,7 +255,7 @@ static void cache_committed(rill_wstore_t *ws) {
                                 continue;
                         }
                         *pp = e->next;
-                        cache_account(ws, 0, entry_cost(e->key_len));
+                        cache_account(ws, 0, entry_cost(ws, e->key_len));
                         free(e);
                         ws->ncached--;
                 }
@@ -474,10 +477,18 @@ rill_wstore_t *rill_wstore_open_opts(const char *dir, const char *identity,
                                      const rill_wstore_open_opts_t *opts, int *wiped,
                                      char *errstr, size_t errstr_size) {
         const rill_wstore_open_opts_t defaults = {RILL_WSTORE_LOCK_WAIT_MS,
-                                                  RILL_WSTORE_TRANSIENT_RETRIES};
+                                                  RILL_WSTORE_TRANSIENT_RETRIES, NULL};
         const rill_wstore_open_opts_t *o = opts ? opts : &defaults;
+        const rill_state_codec_t *codec = o->codec ? o->codec : &rill_agg_codec;
         char *err = NULL;
         *wiped = 0;
+        if (!codec->size || codec->size > RILL_STATE_MAX || !codec->encode || !codec->decode) {
+                snprintf(errstr, errstr_size,
+                         "state store %s: the aggregate state's codec is invalid (size %zu, "
+                         "must be 1..%d, with encode and decode)",
+                         dir, codec->size, RILL_STATE_MAX);
+                return NULL;
+        }
         if (rill_wstore_mkdirs(dir)) {
                 snprintf(errstr, errstr_size, "cannot create state directory %s: %s", dir,
                          strerror(errno));
@@ -488,6 +499,7 @@ rill_wstore_t *rill_wstore_open_opts(const char *dir, const char *identity,
                 rill_wstore_t *ws = open_db_patient(dir, o, &err, &cls);
                 const char *why = NULL;
                 if (ws) {
+                        ws->codec = codec;
                         size_t len = 0;
                         char *id = rocksdb_get(ws->db, ws->ropts, META_IDENTITY,
                                                strlen(META_IDENTITY), &len, &err);
@@ -575,13 +587,15 @@ int64_t rill_wstore_stream_time(const rill_wstore_t *ws) { return ws->stream_tim
 
 /* ---- reads and cached writes ------------------------------------------------- */
 
+const rill_state_codec_t *rill_wstore_codec(const rill_wstore_t *ws) { return ws->codec; }
+
 int rill_wstore_get(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,
-                    rill_agg_t *agg, char *errstr, size_t errstr_size) {
+                    void *state, char *errstr, size_t errstr_size) {
         centry_t *e = cache_find(ws, hash_key(wstart, key, key_len), wstart, key, key_len);
         if (e) {
                 if (e->deleted)
                         return 0;
-                *agg = e->agg;
+                memcpy(state, e->state, ws->codec->size);
                 return 1;
         }
         unsigned char kbuf[RILL_WKEY_HDR + MAX_KEY];
@@ -601,24 +615,24 @@ int rill_wstore_get(rill_wstore_t *ws, int64_t wstart, const char *key, size_t k
         }
         if (!v)
                 return 0;
-        int rc = rill_agg_decode(v, vlen, agg) ? -1 : 1;
+        int rc = ws->codec->decode(ws->codec->opaque, v, vlen, state) ? -1 : 1;
         free(v);
         if (rc < 0) {
                 snprintf(errstr, errstr_size, "state store holds an undecodable value (corrupt)");
                 return rc;
         }
-        if (atomic_load(&write_cache_used) + entry_cost(key_len) > write_cache_budget)
+        if (atomic_load(&write_cache_used) + entry_cost(ws, key_len) > write_cache_budget)
                 return rc; /* over the budget: read again next time */
         e = cache_upsert(ws, wstart, key, key_len); /* clean: as RocksDB has it */
-        e->agg = *agg;
+        memcpy(e->state, state, ws->codec->size);
         e->deleted = 0;
         return rc;
 }
 
 void rill_wstore_put(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,
-                     const rill_agg_t *agg) {
+                     const void *state) {
         centry_t *e = cache_upsert(ws, wstart, key, key_len);
-        e->agg = *agg;
+        memcpy(e->state, state, ws->codec->size);
         e->deleted = 0;
         mark_dirty(ws, e);
 }
@@ -633,23 +647,24 @@ void rill_wstore_delete(rill_wstore_t *ws, int64_t wstart, const char *key, size
 
 void rill_wlist_free(rill_wlist_t *l) {
         for (size_t i = 0; i < l->cnt; i++)
-                free(l->v[i].key);
+                free(l->v[i].state); /* the key is in the same allocation */
         free(l->v);
         memset(l, 0, sizeof(*l));
 }
 
 static void wlist_add(rill_wlist_t *l, int64_t wstart, const char *key, size_t len,
-                      const rill_agg_t *agg) {
+                      const void *state, size_t state_size) {
         if (l->cnt == l->size) {
                 l->size = l->size ? l->size * 2 : 16;
                 l->v = realloc(l->v, l->size * sizeof(*l->v));
         }
         rill_wentry_t *e = &l->v[l->cnt++];
         e->wstart = wstart;
-        e->key = malloc(len ? len : 1);
+        e->state = malloc(state_size + (len ? len : 1));
+        memcpy(e->state, state, state_size);
+        e->key = (char *)e->state + state_size;
         memcpy(e->key, key, len);
         e->key_len = len;
-        e->agg = *agg;
 }
 
 static int wentry_cmp(const void *a, const void *b) {
@@ -683,16 +698,16 @@ int rill_wstore_closed(rill_wstore_t *ws, int64_t bound, rill_wlist_t *out, char
                 int64_t wstart;
                 const char *key;
                 size_t key_len;
-                rill_agg_t agg;
+                _Alignas(16) unsigned char state[RILL_STATE_MAX];
                 if (rill_wkey_decode(k, klen, &wstart, &key, &key_len) ||
-                    rill_agg_decode(v, vlen, &agg)) {
+                    ws->codec->decode(ws->codec->opaque, v, vlen, state)) {
                         snprintf(errstr, errstr_size, "state store holds an undecodable window (corrupt)");
                         rc = -1;
                         break;
                 }
                 if (cache_find(ws, hash_key(wstart, key, key_len), wstart, key, key_len))
                         continue; /* the cache has the newer truth */
-                wlist_add(out, wstart, key, key_len, &agg);
+                wlist_add(out, wstart, key, key_len, state, ws->codec->size);
         }
         char *err = NULL;
         rocksdb_iter_get_error(it, &err);
@@ -708,7 +723,8 @@ int rill_wstore_closed(rill_wstore_t *ws, int64_t bound, rill_wlist_t *out, char
         for (size_t i = 0; i < ws->nbuckets; i++)
                 for (centry_t *e = ws->buckets[i]; e; e = e->next)
                         if (!e->deleted && e->wstart < bound)
-                                wlist_add(out, e->wstart, e->key, e->key_len, &e->agg);
+                                wlist_add(out, e->wstart, e->key, e->key_len, e->state,
+                                          ws->codec->size);
         if (out->cnt > 1) /* qsort(NULL, 0) is undefined */
                 qsort(out->v, out->cnt, sizeof(*out->v), wentry_cmp);
         return 0;
@@ -726,10 +742,11 @@ int rill_wstore_scan_key(rill_wstore_t *ws, const char *key, size_t key_len, ril
                 int64_t wstart;
                 const char *wk;
                 size_t wk_len;
-                rill_agg_t agg;
+                _Alignas(16) unsigned char state[RILL_STATE_MAX];
                 if (!rill_wkey_decode(k, klen, &wstart, &wk, &wk_len) && wk_len == key_len &&
-                    !memcmp(wk, key, key_len) && !rill_agg_decode(v, vlen, &agg))
-                        wlist_add(out, wstart, wk, wk_len, &agg);
+                    !memcmp(wk, key, key_len) &&
+                    !ws->codec->decode(ws->codec->opaque, v, vlen, state))
+                        wlist_add(out, wstart, wk, wk_len, state, ws->codec->size);
         }
         char *err = NULL;
         rocksdb_iter_get_error(it, &err);
@@ -747,13 +764,13 @@ int rill_wstore_scan_key(rill_wstore_t *ws, const char *key, size_t key_len, ril
 
 void rill_wstore_foreach_dirty(rill_wstore_t *ws,
                                void (*cb)(void *, int64_t, const char *, size_t,
-                                          const rill_agg_t *),
+                                          const void *),
                                void *opaque) {
         for (size_t i = 0; i < ws->nbuckets; i++)
                 for (centry_t *e = ws->buckets[i]; e; e = e->next)
                         if (e->dirty)
                                 cb(opaque, e->wstart, e->key, e->key_len,
-                                   e->deleted ? NULL : &e->agg);
+                                   e->deleted ? NULL : e->state);
 }
 
 size_t rill_wstore_dirty_count(const rill_wstore_t *ws) { return ws->ndirty; }
@@ -831,14 +848,25 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         if (n > 1)
                 qsort(v, n, sizeof(*v), centry_cmp);
         rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-        unsigned char kbuf[RILL_WKEY_HDR + MAX_KEY], vbuf[64];
+        unsigned char kbuf[RILL_WKEY_HDR + MAX_KEY], vbuf[RILL_ENCODED_MAX];
         for (size_t i = 0; i < n; i++) {
                 centry_t *e = v[i];
                 size_t klen = rill_wkey_encode(e->wstart, e->key, e->key_len, kbuf);
                 if (e->deleted) {
                         rocksdb_writebatch_delete(b, (char *)kbuf, klen);
                 } else {
-                        size_t vlen = rill_agg_encode(&e->agg, vbuf, sizeof(vbuf));
+                        size_t vlen = ws->codec->encode(ws->codec->opaque, e->state, vbuf,
+                                                        sizeof(vbuf));
+                        if (!vlen) {
+                                snprintf(errstr, errstr_size,
+                                         "state store write refused: a window's state does not "
+                                         "encode in %d bytes (hint: the aggregator's encode "
+                                         "function must fit RILL_ENCODED_MAX)",
+                                         RILL_ENCODED_MAX);
+                                rocksdb_writebatch_destroy(b);
+                                free(v);
+                                return -1;
+                        }
                         rocksdb_writebatch_put(b, (char *)kbuf, klen, (char *)vbuf, vlen);
                 }
         }
@@ -912,12 +940,12 @@ int rill_wstore_restore_add(rill_wstore_t *ws, const void *key, size_t key_len,
         int64_t wstart;
         const char *k;
         size_t klen;
-        rill_agg_t agg;
+        _Alignas(16) unsigned char state[RILL_STATE_MAX];
         if (rill_wkey_decode(key, key_len, &wstart, &k, &klen) || klen > MAX_KEY ||
-            (value && rill_agg_decode(value, value_len, &agg)))
+            (value && ws->codec->decode(ws->codec->opaque, value, value_len, state)))
                 return -1;
         if (value)
-                rill_wstore_put(ws, wstart, k, klen, &agg);
+                rill_wstore_put(ws, wstart, k, klen, state);
         else
                 rill_wstore_delete(ws, wstart, k, klen);
         return 0;

@@ -23,12 +23,13 @@
 
 typedef struct rill_wstore rill_wstore_t;
 
-/** A window found by rill_wstore_closed(). key is owned by the list. */
+/** A window found by rill_wstore_closed() or rill_wstore_scan_key(): its
+ *  state (the store codec's size) and key, owned by the list. */
 typedef struct rill_wentry {
         int64_t wstart;
         char *key;
         size_t key_len;
-        rill_agg_t agg;
+        void *state;
 } rill_wentry_t;
 
 typedef struct rill_wlist {
@@ -46,6 +47,8 @@ void rill_wlist_free(rill_wlist_t *l);
 typedef struct rill_wstore_open_opts {
         int64_t lock_wait_ms;  /* wait this long at most for a held LOCK */
         int transient_retries; /* retries of a transient error */
+        const rill_state_codec_t *codec; /* the windows' state; NULL: rill_agg_codec.
+                                          * Kept by reference: must outlive the store */
 } rill_wstore_open_opts_t;
 
 /* ---- process-wide memory (memory.limit.mb, engine/memory.h) ------------------ */
@@ -121,13 +124,16 @@ void rill_wstore_put_closed_bound(rill_wstore_t *ws, int64_t bound);
  *  the windows, dropped by rill_wstore_discard. Copies value. */
 void rill_wstore_put_sources(rill_wstore_t *ws, const void *value, size_t len);
 
-/** Look a window up (cache, then RocksDB).
+/** The codec the store was opened with (the size of every state). */
+const rill_state_codec_t *rill_wstore_codec(const rill_wstore_t *ws);
+
+/** Look a window up (cache, then RocksDB); state receives the codec's size.
  *  @returns 1 found, 0 absent, -1 on a read or decode error (errstr). */
 int rill_wstore_get(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,
-                    rill_agg_t *agg, char *errstr, size_t errstr_size);
-/** Record a new value for a window in the cache. */
+                    void *state, char *errstr, size_t errstr_size);
+/** Record a new state for a window in the cache (copied). */
 void rill_wstore_put(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len,
-                     const rill_agg_t *agg);
+                     const void *state);
 /** Record the deletion of a window in the cache. */
 void rill_wstore_delete(rill_wstore_t *ws, int64_t wstart, const char *key, size_t key_len);
 
@@ -136,10 +142,10 @@ void rill_wstore_delete(rill_wstore_t *ws, int64_t wstart, const char *key, size
 int rill_wstore_closed(rill_wstore_t *ws, int64_t bound, rill_wlist_t *out, char *errstr,
                        size_t errstr_size);
 
-/** Call cb for each cached change (agg NULL for a deletion). */
+/** Call cb for each cached change (state NULL for a deletion). */
 void rill_wstore_foreach_dirty(rill_wstore_t *ws,
                                void (*cb)(void *opaque, int64_t wstart, const char *key,
-                                          size_t key_len, const rill_agg_t *agg),
+                                          size_t key_len, const void *state),
                                void *opaque);
 size_t rill_wstore_dirty_count(const rill_wstore_t *ws);
 

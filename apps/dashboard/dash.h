@@ -19,7 +19,7 @@
 
 #define DASH_URL_MAX 1024                 /* longest request path answered */
 #define DASH_METRICS_LINES_MAX 200000     /* lines of one /metrics body parsed */
-#define DASH_QUERY_BODY_MAX (256 * 1024)  /* a /query answer (the worker's own cap) */
+#define DASH_QUERY_BODY_MAX (1024 * 1024) /* a /query answer (the worker's own cap) */
 
 /* ---- the router -------------------------------------------------------------------- */
 

@@ -183,8 +183,19 @@ size_t sales_json_string(const char *s, size_t len, char *buf, size_t size) {
         return rill_json_string(s, len, buf, size);
 }
 
-size_t sales_format(void *opaque, const rill_result_t *res, char *buf, size_t size) {
-        (void)opaque;
+const rill_agg_field_t sales_fields[SALES_FIGURES] = {
+    {"sum", RILL_AGG_SUM},
+    {"count", RILL_AGG_COUNT},
+    {"first_ts_ms", RILL_AGG_MIN_TIME},
+    {"last_ts_ms", RILL_AGG_MAX_TIME},
+};
+
+const rill_pg_column_t sales_pg_columns[2] = {
+    {"total_amount_usd", "sum"},
+    {"sales_count", "count"},
+};
+
+size_t sales_result_head(const rill_result_t *res, char *buf, size_t size) {
         char start[40], end[40];
         rill_iso8601(res->window_start_ms, start, sizeof(start));
         rill_iso8601(res->window_end_ms, end, sizeof(end));
@@ -194,10 +205,21 @@ size_t sales_format(void *opaque, const rill_result_t *res, char *buf, size_t si
         memcpy(buf, "{\"seller_id\":", 13);
         n += 13;
         int m = snprintf(buf + n, size - n,
-                         ",\"window_start\":\"%s\",\"window_end\":\"%s\",\"window_start_ms\":%lld,"
-                         "\"total_amount_usd\":%lld,\"sales_count\":%lld}",
-                         start, end, (long long)res->window_start_ms, (long long)res->sum,
-                         (long long)res->count);
+                         ",\"window_start\":\"%s\",\"window_end\":\"%s\",\"window_start_ms\":%lld",
+                         start, end, (long long)res->window_start_ms);
+        if (m < 0 || (size_t)m >= size - n)
+                return 0;
+        return n + (size_t)m;
+}
+
+size_t sales_format(void *opaque, const rill_result_t *res, char *buf, size_t size) {
+        (void)opaque;
+        size_t n = sales_result_head(res, buf, size);
+        if (!n)
+                return 0;
+        int m = snprintf(buf + n, size - n, ",\"total_amount_usd\":%lld,\"sales_count\":%lld}",
+                         (long long)rill_result_value(res, SALES_SUM).i,
+                         (long long)rill_result_value(res, SALES_COUNT).i);
         if (m < 0 || (size_t)m >= size - n)
                 return 0;
         return n + (size_t)m;

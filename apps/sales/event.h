@@ -37,9 +37,25 @@ int sales_extract(void *opaque, const rill_raw_t *raw, rill_event_t *ev, rill_re
 int sales_extract_full(void *opaque, const rill_raw_t *raw, rill_event_t *ev,
                        rill_reject_t *rej);
 
-/** rill_format_fn: {"seller_id":..,"window_start":"..Z","window_end":"..Z",
+/** The sales aggregator's figures, in this order (its state keeps the
+ *  store and changelog bytes of rill's first, fixed aggregate:
+ *  [sum, count, first event time, last event time]). */
+enum { SALES_SUM, SALES_COUNT, SALES_FIRST_TS, SALES_LAST_TS, SALES_FIGURES };
+extern const rill_agg_field_t sales_fields[SALES_FIGURES];
+
+/** The Postgres columns of aggregated_sales after seller_id, window_start
+ *  and window_end: total_amount_usd (sum) and sales_count (count). */
+extern const rill_pg_column_t sales_pg_columns[2];
+
+/** rill_format_fn for results of the sales_fields aggregator:
+ *  {"seller_id":..,"window_start":"..Z","window_end":"..Z",
  *  "window_start_ms":..,"total_amount_usd":..,"sales_count":..} */
 size_t sales_format(void *opaque, const rill_result_t *res, char *buf, size_t size);
+
+/** The members every sales result starts with, without the closing brace:
+ *  {"seller_id":..,"window_start":"..Z","window_end":"..Z","window_start_ms":..
+ *  @returns the length, or 0 when it does not fit. */
+size_t sales_result_head(const rill_result_t *res, char *buf, size_t size);
 
 /** Write s as a JSON string literal (quotes included). @returns length or 0. */
 size_t sales_json_string(const char *s, size_t len, char *buf, size_t size);

@@ -60,9 +60,10 @@ static int lookup(void *opaque, const char *key, size_t key_len, rill_qresult_t 
                         res->truncated = 1;
                         break;
                 }
-                res->v[res->cnt++] = (rill_qwindow_t){(int32_t)value_at(f, i, 0), value_at(f, i, 1),
-                                                      value_at(f, i, 2), value_at(f, i, 3),
-                                                      value_at(f, i, 4)};
+                res->v[res->cnt++] = (rill_qwindow_t){
+                    (int32_t)value_at(f, i, 0), value_at(f, i, 1), value_at(f, i, 2), 3,
+                    {{"sum", 0, value_at(f, i, 3), 0}, {"count", 0, value_at(f, i, 4), 0},
+                     {"avg", 1, 0, (double)value_at(f, i, 3) / 7.0}}};
         }
         return 0;
 }

@@ -78,8 +78,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (rc == 0) {
                 CHECK(ev.key_len == full_key_len && !memcmp(ev.key, full_key, ev.key_len));
                 CHECK(ev.value == full.value && ev.ts_ms == full.ts_ms);
-                rill_result_t res = {ev.key, ev.key_len, ev.ts_ms, ev.ts_ms + 60000, ev.value, 1,
-                                     ev.ts_ms, ev.ts_ms};
+                static rill_aggregator_t *agg;
+                char err[256];
+                if (!agg)
+                        agg = rill_aggregator_fields_new(sales_fields, SALES_FIGURES, err,
+                                                         sizeof(err));
+                CHECK(agg != NULL);
+                int64_t st[SALES_FIGURES] = {ev.value, 1, ev.ts_ms, ev.ts_ms};
+                rill_result_t res = {ev.key, ev.key_len, ev.ts_ms, ev.ts_ms + 60000, st, agg};
                 char out[8 * SALES_KEY_MAX];
                 size_t n = sales_format(NULL, &res, out, sizeof(out));
                 CHECK(n > 0 && n < sizeof(out));

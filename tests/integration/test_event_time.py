@@ -187,3 +187,33 @@ def test_partitions_added_while_running_are_waited_for_and_survive_a_restart():
     log = agg.log()
     assert "input_partitions_added" in log and "from=2 to=4" in log, log[-2000:]
     assert agg.stop() == 0
+
+
+def test_hopping_windows_count_each_event_in_every_window_that_holds_it():
+    # 10 s windows starting every 5 s (window.advance.ms): every event is in
+    # two windows, each window closes on its own end + grace, and the results
+    # in Kafka and Postgres are those of plain arithmetic over the events.
+    names = h.app_topics(partitions=2)
+    base = h.aligned_base(W, minutes_ago=30)
+    events = [("a" if i % 3 else "b", 1 + i, base + i * 700) for i in range(60)]  # 42 s
+    agg = start(names, "--window-advance-ms", "5000")
+    produce(names, 0, events[0::2])
+    produce(names, 1, events[1::2])
+    end = base + 120000
+    h.close_every_partition(names["input"], "c", end // 1000)
+    want = h.truth(events, W, closed_before_ms=end - G, advance_ms=5000)
+    assert len(want) > 2 * len(h.truth(events, W)) - 4  # overlapping windows, not tumbling ones
+    wait_results(names, want)
+    assert h.dlq(names["input"] + "-dlq") == []
+    assert "advance_ms=5000" in agg.log()
+    assert agg.stop() == 0
+
+
+def test_a_hopping_window_that_does_not_fit_the_window_size_stops_startup():
+    names = h.app_topics(partitions=1)
+    for bad in ("20000", "30"):  # larger than the window; more than 256 windows per event
+        agg = h.Aggregator(names["app"], "--window-size-ms", str(W), "--window-advance-ms", bad,
+                           input_topic=names["input"], output_topic=names["output"], table=names["table"])
+        agg.start()
+        assert agg.wait_exit(60) == 1, agg.log()[-2000:]
+        assert "window.advance.ms " + bad + " does not fit window.size.ms 10000" in agg.log()

@@ -22,9 +22,21 @@
 static char err[512], table[64], app[64];
 
 static rill_pgsink_spec_t spec(void) {
-        rill_pgsink_spec_t s = {itest_env("RILL_PG_DSN"), table, "seller_id", "total_amount_usd",
-                                "sales_count", app};
+        rill_pgsink_spec_t s = {itest_env("RILL_PG_DSN"), table, "seller_id", app,
+                                {{"total_amount_usd", 0}, {"sales_count", 0}}, 2};
         return s;
+}
+
+/* A result of the sales table's shape: a sum and a count. */
+typedef struct result {
+        const char *key;
+        size_t key_len;
+        int64_t start, end, sum, count;
+} result_t;
+
+static void add_result(rill_pgsink_t *pg, const result_t *r) {
+        rill_value_t v[2] = {{r->sum, 0}, {r->count, 0}};
+        rill_pgsink_add_result(pg, r->key, r->key_len, r->start, r->end, v);
 }
 
 static PGresult *q(const char *sql, int n, const char *const *params) {
@@ -53,14 +65,14 @@ static void roundtrip_and_fencing(void **s) {
                               "{brace,comma}", "ünïcødé €", "NULL"};
         int nkeys = sizeof(keys) / sizeof(*keys);
         for (int i = 0; i < nkeys; i++) {
-                rill_result_t r = {keys[i], strlen(keys[i]), 60000, 120000, 100 + i, i + 1, 0, 0};
-                rill_pgsink_add_result(a, &r);
+                result_t r = {keys[i], strlen(keys[i]), 60000, 120000, 100 + i, i + 1};
+                add_result(a, &r);
         }
         rill_pgsink_add_progress(a, "t", 0, 42, ea);
         assert_int_equal(rill_pgsink_commit(a, err, sizeof(err)), 0);
         /* replay of the same window: idempotent, values replaced not added */
-        rill_result_t again = {keys[0], strlen(keys[0]), 60000, 120000, 100, 1, 0, 0};
-        rill_pgsink_add_result(a, &again);
+        result_t again = {keys[0], strlen(keys[0]), 60000, 120000, 100, 1};
+        add_result(a, &again);
         rill_pgsink_add_progress(a, "t", 0, 42, ea);
         assert_int_equal(rill_pgsink_commit(a, err, sizeof(err)), 0);
 
@@ -87,8 +99,8 @@ static void roundtrip_and_fencing(void **s) {
         assert_non_null(b);
         int64_t eb = rill_pgsink_acquire_epoch(b, "t", 0, err, sizeof(err));
         assert_true(eb > ea);
-        rill_result_t z = {"zombie", 6, 60000, 120000, 1, 1, 0, 0};
-        rill_pgsink_add_result(a, &z);
+        result_t z = {"zombie", 6, 60000, 120000, 1, 1};
+        add_result(a, &z);
         rill_pgsink_add_progress(a, "t", 0, 99, ea);
         assert_int_equal(rill_pgsink_commit(a, err, sizeof(err)), 1);
         assert_non_null(strstr(err, "fenced"));
@@ -103,7 +115,7 @@ static void roundtrip_and_fencing(void **s) {
         assert_int_equal(atoll(PQgetvalue(r, 0, 1)), eb);
         PQclear(r);
         /* the new owner writes fine */
-        rill_pgsink_add_result(b, &z);
+        add_result(b, &z);
         rill_pgsink_add_progress(b, "t", 0, 99, eb);
         assert_int_equal(rill_pgsink_commit(b, err, sizeof(err)), 0);
         rill_pgsink_destroy(a);
@@ -319,8 +331,8 @@ static void frozen_server_mid_commit_is_bounded(void **s) {
         assert_int_equal(rill_pgsink_migrate(zc.pg, err, sizeof(err)), 0);
         int64_t ea = rill_pgsink_acquire_epoch(zc.pg, "t", 0, err, sizeof(err));
         assert_true(ea >= 1);
-        rill_result_t r = {"k", 1, 60000, 120000, 5, 1, 0, 0};
-        rill_pgsink_add_result(zc.pg, &r);
+        result_t r = {"k", 1, 60000, 120000, 5, 1};
+        add_result(zc.pg, &r);
         rill_pgsink_add_progress(zc.pg, "t", 0, 10, ea);
         /* the network goes away just before the COMMIT reaches the server */
         atomic_store(&px.freeze_at_commit, 1);
@@ -382,7 +394,7 @@ static void frozen_server_mid_commit_is_bounded(void **s) {
         /* the network comes back: the zombie reconnects and is fenced */
         atomic_store(&px.freeze_at_commit, 0);
         atomic_store(&px.frozen, 0);
-        rill_pgsink_add_result(zc.pg, &r);
+        add_result(zc.pg, &r);
         rill_pgsink_add_progress(zc.pg, "t", 0, 10, ea);
         assert_int_equal(rill_pgsink_commit(zc.pg, err, sizeof(err)), 1);
         rill_pgsink_destroy(b);
@@ -431,8 +443,8 @@ static void oversized_batch_is_split(void **s) {
                 want_sum = 0;
                 for (int i = 0; i < SPLIT_ROWS; i++) {
                         snprintf(key, sizeof(key), "k%d", i);
-                        rill_result_t r = {key, strlen(key), 60000, 120000, i, 1, 0, 0};
-                        rill_pgsink_add_result(pg, &r);
+                        result_t r = {key, strlen(key), 60000, 120000, i, 1};
+                        add_result(pg, &r);
                         want_sum += i;
                 }
                 rill_pgsink_add_progress(pg, "t", 0, SPLIT_ROWS, ep);

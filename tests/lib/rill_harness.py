@@ -283,16 +283,19 @@ def pg_results(table="aggregated_sales", since_ms=None):
 
 # ---- ground truth ---------------------------------------------------------------
 
-def truth(events, window_ms, closed_before_ms=None):
+def truth(events, window_ms, closed_before_ms=None, advance_ms=None):
     """events: iterable of (seller, amount, ts_ms). {(seller, wstart): (sum, count)}
-    computed with plain integer arithmetic, independent of the engine."""
+    computed with plain integer arithmetic, independent of the engine.
+    advance_ms: hopping windows (a window starts at every multiple of it and
+    holds [start, start + window_ms)); None: tumbling."""
     t = {}
+    step = advance_ms or window_ms
     for seller, amount, ts in events:
-        ws = ts - ts % window_ms
-        if closed_before_ms is not None and ws + window_ms > closed_before_ms:
-            continue
-        s, c = t.get((seller, ws), (0, 0))
-        t[(seller, ws)] = (s + amount, c + 1)
+        for ws in range(ts - ts % step, ts - window_ms, -step):
+            if closed_before_ms is not None and ws + window_ms > closed_before_ms:
+                continue
+            s, c = t.get((seller, ws), (0, 0))
+            t[(seller, ws)] = (s + amount, c + 1)
     return t
 
 
@@ -325,12 +328,14 @@ class Aggregator:
 
     def __init__(self, app_id, *flags, state_dir=None, env_extra=None, input_topic="sales-usd",
                  output_topic="aggregated-sales", table="aggregated_sales", pg_dsn=PG_DSN,
-                 prefix=()):
+                 prefix=(), program="sales-aggregator"):
         """pg_dsn=None runs without the Postgres sink. prefix: words put before
         the program, e.g. ("ip", "netns", "exec", NS) to run it in another
         network namespace (the process started is then the prefix's, which
-        execs the aggregator: same pid, same signals)."""
+        execs the aggregator: same pid, same signals). program: the binary
+        in the build directory (sales-stats takes the same flags)."""
         self.app_id = app_id
+        self.program = program
         self.state_dir = state_dir or tempfile.mkdtemp(prefix="rill-state-")
         pg_flags = ["--pg-dsn", pg_dsn, "--pg-table", table] if pg_dsn else ["--pg-dsn", "none"]
         self.flags = ["--application-id", app_id, "--bootstrap-servers", BOOTSTRAP,
@@ -351,7 +356,7 @@ class Aggregator:
         e = dict(os.environ)
         e.update(self.env_extra)
         e.update(env_extra or {})
-        self.proc = subprocess.Popen([*self.prefix, os.path.join(BUILD, "sales-aggregator"), *self.flags],
+        self.proc = subprocess.Popen([*self.prefix, os.path.join(BUILD, self.program), *self.flags],
                                      stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT, env=e)
         _started.append(self.proc)
         return self

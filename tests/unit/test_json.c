@@ -87,8 +87,10 @@ static int fake_lookup(void *opaque, const char *key, size_t key_len, rill_qresu
                         res->truncated = 1;
                         break;
                 }
-                res->v[res->cnt++] = (rill_qwindow_t){(int32_t)(i % 7), INT64_MIN + (int64_t)i,
-                                                      INT64_MAX - (int64_t)i, INT64_MIN, INT64_MAX};
+                res->v[res->cnt++] = (rill_qwindow_t){
+                    (int32_t)(i % 7), INT64_MIN + (int64_t)i, INT64_MAX - (int64_t)i, 4,
+                    {{"sum", 0, INT64_MIN, 0}, {"count", 0, INT64_MAX, 0},
+                     {"avg", 1, 0, -1.25e300}, {"nan\"\x01", 1, 0, 0.0 / 0.0}}};
         }
         return 0;
 }
@@ -126,6 +128,8 @@ static void answer_worst_case_key_and_instance(void **s) {
         assert_int_equal(json_integer_value(json_object_get(w, "partition")), 3);
         assert_true(json_integer_value(json_object_get(w, "sum")) == INT64_MIN);
         assert_true(json_integer_value(json_object_get(w, "count")) == INT64_MAX);
+        assert_true(json_real_value(json_object_get(w, "avg")) == -1.25e300);
+        assert_true(json_is_null(json_object_get(w, "nan\"\x01")));
         json_decref(j);
         rill_jbuf_free(&b);
 }

@@ -109,7 +109,12 @@ static void batch_clock(void **s) {
 static void format_result(void **s) {
         (void)s;
         char buf[512];
-        rill_result_t r = {"se\"l", 4, 1763932140000, 1763932200000, 1234, 5, 0, 0};
+        char err[256];
+        rill_aggregator_t *a = rill_aggregator_fields_new(sales_fields, SALES_FIGURES, err,
+                                                          sizeof(err));
+        assert_non_null(a);
+        int64_t st[4] = {1234, 5, 0, 0};
+        rill_result_t r = {"se\"l", 4, 1763932140000, 1763932200000, st, a};
         size_t n = sales_format(NULL, &r, buf, sizeof(buf));
         assert_true(n > 0);
         assert_string_equal(buf,
@@ -117,6 +122,7 @@ static void format_result(void **s) {
                             "\"window_end\":\"2025-11-23T21:10:00Z\",\"window_start_ms\":1763932140000,"
                             "\"total_amount_usd\":1234,\"sales_count\":5}");
         assert_int_equal(sales_format(NULL, &r, buf, 20), 0); /* too small: refused, no overflow */
+        rill_aggregator_destroy(a);
 }
 
 /* With max.future.ms=0 (no limit relative to the clock) an event time is

@@ -32,10 +32,36 @@ static void close_bound_matches_closed(void **s) {
         (void)s;
         /* every start below the bound is closed, the bound itself is open */
         for (int64_t st = -200000; st < 400000; st += 777) {
-                int64_t b = rill_window_close_bound(60000, 10000, st);
+                int64_t b = rill_window_close_bound(60000, 60000, 10000, st);
                 assert_int_equal(b % 60000, 0);
                 assert_true(rill_window_closed(b - 60000, 60000, 10000, st));
                 assert_false(rill_window_closed(b, 60000, 10000, st));
+        }
+}
+
+/* Hopping windows (size 10 s, a new one every 4 s): an event belongs to
+ * every window with ts - size < start <= ts, starts multiples of 4 s; the
+ * close bound steps by the advance. Checked against brute force. */
+static void hopping_windows_hold_every_event_once_per_window(void **s) {
+        (void)s;
+        const int64_t size = 10000, adv = 4000, grace = 2000;
+        for (int64_t ts = -30001; ts < 30000; ts += 333) {
+                int64_t first = rill_window_first_start(ts, size, adv);
+                int64_t last = rill_window_start(ts, adv);
+                int n = 0;
+                for (int64_t st = -60000; st <= 60000; st += adv)
+                        if (st <= ts && ts < st + size) {
+                                assert_true(st >= first && st <= last);
+                                n++;
+                        }
+                assert_int_equal(n, (int)((last - first) / adv) + 1);
+                assert_true(n == 2 || n == 3);
+        }
+        for (int64_t st = -50000; st < 50000; st += 777) {
+                int64_t b = rill_window_close_bound(size, adv, grace, st);
+                assert_int_equal(b % adv, 0);
+                assert_true(rill_window_closed(b - adv, size, grace, st));
+                assert_false(rill_window_closed(b, size, grace, st));
         }
 }
 
@@ -62,15 +88,15 @@ static void extremes_do_not_overflow(void **s) {
         assert_false(rill_window_closed(top, 60000, 10000, INT64_MAX));
         assert_false(rill_window_closed(INT64_MAX, 1, 0, INT64_MAX));
         /* stream time at the top closes everything below the top window */
-        int64_t b = rill_window_close_bound(60000, 10000, INT64_MAX);
+        int64_t b = rill_window_close_bound(60000, 60000, 10000, INT64_MAX);
         assert_true(b <= top);
         assert_true(rill_window_closed(b - 60000, 60000, 10000, INT64_MAX));
         /* the floor of INT64_MIN is below int64: clamped, never above ts */
         assert_true(rill_window_start(INT64_MIN, 60000) == INT64_MIN);
         assert_true(rill_window_start(INT64_MIN + 1, 60000) <= INT64_MIN + 1);
         /* stream time at the bottom closes nothing */
-        assert_true(rill_window_close_bound(60000, 10000, INT64_MIN + 5) == INT64_MIN);
-        assert_true(rill_window_close_bound(31622400000LL, 31622400000LL, INT64_MIN) == INT64_MIN);
+        assert_true(rill_window_close_bound(60000, 60000, 10000, INT64_MIN + 5) == INT64_MIN);
+        assert_true(rill_window_close_bound(31622400000LL, 31622400000LL, 31622400000LL, INT64_MIN) == INT64_MIN);
         assert_false(rill_window_closed(INT64_MIN, 60000, 10000, INT64_MIN + 5));
 }
 
@@ -100,13 +126,15 @@ static void event_time_bounds(void **s) {
         assert_true(k[0] < 0xff);
         int64_t bottom = rill_window_start(RILL_EVENT_TIME_MIN_MS, size);
         assert_true(bottom <= RILL_EVENT_TIME_MIN_MS);
-        assert_int_equal(rill_window_close_bound(size, grace, RILL_EVENT_TIME_MIN_MS) % size, 0);
+        assert_int_equal(rill_window_close_bound(size, size, grace, RILL_EVENT_TIME_MIN_MS) % size, 0);
 }
 
 int main(void) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test(window_start_floors), cmocka_unit_test(closed_at_end_plus_grace),
-            cmocka_unit_test(close_bound_matches_closed), cmocka_unit_test(iso8601),
+            cmocka_unit_test(close_bound_matches_closed),
+            cmocka_unit_test(hopping_windows_hold_every_event_once_per_window),
+            cmocka_unit_test(iso8601),
             cmocka_unit_test(extremes_do_not_overflow), cmocka_unit_test(event_time_bounds)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

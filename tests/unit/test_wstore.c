@@ -17,7 +17,7 @@
 #include <time.h>
 
 /* a held lock is waited for 300 ms here, not the default 30 s */
-static const rill_wstore_open_opts_t short_wait = {300, 1};
+static const rill_wstore_open_opts_t short_wait = {300, 1, NULL};
 #define OPEN_LOCKED(d, id, w) rill_wstore_open_opts(d, id, &short_wait, w, err, sizeof(err))
 
 static char dir[256];
@@ -76,7 +76,7 @@ static void cache_then_apply_then_reopen(void **s) {
 }
 
 static void count_dirty(void *opaque, int64_t wstart, const char *key, size_t len,
-                        const rill_agg_t *agg) {
+                        const void *agg) {
         (void)wstart, (void)key, (void)len, (void)agg;
         (*(int *)opaque)++;
 }
@@ -148,7 +148,7 @@ static void closed_merges_cache_over_db(void **s) {
         assert_int_equal(l.cnt, 3);
         assert_int_equal(l.v[0].wstart, 0);
         assert_memory_equal(l.v[0].key, "a", 1);
-        assert_int_equal(l.v[0].agg.sum, 50);
+        assert_int_equal(((rill_agg_t *)l.v[0].state)->sum, 50);
         assert_int_equal(l.v[1].wstart, 60000);
         assert_memory_equal(l.v[1].key, "a", 1);
         assert_int_equal(l.v[2].wstart, 60000);
@@ -456,7 +456,7 @@ static void lock_released_while_waiting(void **s) {
         commit_one(ws);
         pthread_t th;
         assert_int_equal(pthread_create(&th, NULL, close_later, ws), 0);
-        const rill_wstore_open_opts_t wait5s = {5000, 1};
+        const rill_wstore_open_opts_t wait5s = {5000, 1, NULL};
         rill_wstore_t *second = rill_wstore_open_opts(dir, "app|cl|5", &wait5s, &wiped, err,
                                                       sizeof(err));
         pthread_join(th, NULL);

@@ -1,0 +1,20 @@
+# The complete example of docs/api.md, between its api-example markers,
+# into OUT (a C file the build compiles: the documented API must build).
+# Usage: cmake -DSRC=docs/api.md -DOUT=api_example.c -P tests/api-example.cmake
+file(READ ${SRC} doc)
+string(FIND "${doc}" "<!-- api-example:begin -->" b)
+string(FIND "${doc}" "<!-- api-example:end -->" e)
+if(b EQUAL -1 OR e EQUAL -1 OR e LESS b)
+  message(FATAL_ERROR "${SRC}: no api-example markers")
+endif()
+string(SUBSTRING "${doc}" ${b} -1 rest)
+string(FIND "${rest}" "```c\n" c)
+string(FIND "${rest}" "\n```\n" z)
+math(EXPR e_rel "${e} - ${b}")
+if(c EQUAL -1 OR z EQUAL -1 OR z LESS c OR z GREATER e_rel)
+  message(FATAL_ERROR "${SRC}: no ```c block between the api-example markers")
+endif()
+math(EXPR from "${c} + 5")
+math(EXPR len "${z} + 1 - ${from}")
+string(SUBSTRING "${rest}" ${from} ${len} code)
+file(WRITE ${OUT} "/* generated from ${SRC} by tests/api-example.cmake: edit the doc */\n${code}")

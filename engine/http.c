@@ -61,6 +61,8 @@ struct rill_http {
         rill_app_t *app;
         atomic_int queries; /* queries running now */
         rill_owners_t *owners; /* who owns which partition, for forwarding */
+        rill_query_lookup_fn lookup; /* this process's committed windows of a key */
+        void *lookup_opaque;
 };
 
 typedef rill_jbuf_t tbuf_t;
@@ -218,37 +220,6 @@ static int metrics(rill_app_t *app, tbuf_t *b) {
         return MHD_HTTP_OK;
 }
 
-/* The repartition partition that holds key, or -1 when it cannot be derived
- * (then every owned store is scanned). Unkeyed input is repartitioned by this
- * engine's own producer with librdkafka's default partitioner,
- * consistent_random: crc32(key) % partitions for a non-empty key, with the
- * repartition topic checked at startup to have app->partitions partitions.
- * Keyed input was partitioned by whoever produced it, and a kafka.partitioner
- * property changes the rule: both are scanned in full. */
-static int32_t owning_partition(rill_app_t *app, const char *key, size_t key_len) {
-        if (app->keyed || !key_len || app->partitions <= 0 ||
-            rill_conf_get(app->conf, "kafka.partitioner"))
-                return -1;
-        /* with a non-empty key the function reads neither the topic nor opaques */
-        return rd_kafka_msg_partitioner_consistent_random(NULL, key, key_len, app->partitions,
-                                                          NULL, NULL);
-}
-
-/* rill_query_lookup_fn over this process's stream threads. */
-static int lookup(void *opaque, const char *key, size_t key_len, rill_qresult_t *res,
-                  char *errstr, size_t errstr_size) {
-        rill_app_t *app = opaque;
-        int32_t p = owning_partition(app, key, key_len);
-        for (int i = 0; i < app->nthreads && app->workers; i++)
-                if (rill_worker_query(app->workers[i], key, key_len, p, res, errstr,
-                                      errstr_size) < 0) {
-                        rill_log(RILL_LOG_ERROR, "query_failed", "thread=%d error=\"%s\"", i,
-                                 errstr);
-                        return -1;
-                }
-        return 0;
-}
-
 /* ---- /query: answered here, or by the owner of the key's partition ------------------- */
 
 enum { HERE_NONE, HERE_OWNED, HERE_RESTORING };
@@ -360,8 +331,8 @@ static int forward(rill_http_t *h, const char *key, size_t key_len, int32_t p, t
                                 return refuse_restoring(app, b, p, done, total);
                         if (st == HERE_OWNED) {
                                 *retry = 0;
-                                return rill_query_answer(key, key_len, app->process_id, lookup,
-                                                         app, b);
+                                return rill_query_answer(key, key_len, app->process_id,
+                                                         h->lookup, h->lookup_opaque, b);
                         }
                         return refuse(b, "rebalancing", p,
                                       "rebalancing: partition %d is assigned to this instance "
@@ -406,7 +377,7 @@ static int forward(rill_http_t *h, const char *key, size_t key_len, int32_t p, t
 static int fan_out(rill_http_t *h, const char *key, size_t key_len, int forwarded, tbuf_t *b,
                    int *retry) {
         rill_app_t *app = h->app;
-        int status = rill_query_answer(key, key_len, app->process_id, lookup, app, b);
+        int status = rill_query_answer(key, key_len, app->process_id, h->lookup, h->lookup_opaque, b);
         int32_t rp = any_restoring(app);
         if (status == 404 && rp >= 0) {
                 *retry = 1;
@@ -472,8 +443,8 @@ static int route(rill_http_t *h, const char *key, size_t key_len, const char *fo
                  tbuf_t *b, int *retry) {
         rill_app_t *app = h->app;
         if (!key || !key_len || key_len > RILL_QUERY_KEY_MAX) /* 400, with the reason */
-                return rill_query_answer(key, key_len, app->process_id, lookup, app, b);
-        int32_t p = owning_partition(app, key, key_len);
+                return rill_query_answer(key, key_len, app->process_id, h->lookup, h->lookup_opaque, b);
+        int32_t p = rill_owners_key_partition(app, key, key_len);
         if (p < 0)
                 return fan_out(h, key, key_len, forwarded_by != NULL, b, retry);
         long long done = 0, total = 0;
@@ -483,7 +454,7 @@ static int route(rill_http_t *h, const char *key, size_t key_len, const char *fo
                 return refuse_restoring(app, b, p, done, total);
         }
         if (st == HERE_OWNED || !h->owners)
-                return rill_query_answer(key, key_len, app->process_id, lookup, app, b);
+                return rill_query_answer(key, key_len, app->process_id, h->lookup, h->lookup_opaque, b);
         if (forwarded_by) {
                 *retry = 1;
                 return refuse(b, "not_owner", p,
@@ -604,9 +575,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return ret;
 }
 
-rill_http_t *rill_http_start(rill_app_t *app, int port, char *errstr, size_t errstr_size) {
+rill_http_t *rill_http_start(rill_app_t *app, int port, rill_query_lookup_fn lookup,
+                             void *lookup_opaque, char *errstr, size_t errstr_size) {
         rill_http_t *h = calloc(1, sizeof(*h));
         h->app = app;
+        h->lookup = lookup;
+        h->lookup_opaque = lookup_opaque;
         atomic_init(&h->queries, 0);
         h->owners = rill_owners_new(app, errstr, errstr_size);
         if (!h->owners) {

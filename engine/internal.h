@@ -19,6 +19,7 @@
 #include "wstore.h"
 #include "metrics.h"
 #include "aggregate.h"
+#include "collector.h"
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
@@ -117,12 +118,26 @@ typedef struct rill_task {
         int64_t epoch; /* Postgres fencing epoch; 0 = not yet acquired */
         int64_t *src, *committed_src; /* unkeyed: progress per source partition [nsrc] */
         int nsrc, committed_nsrc;     /* sources known (grows), at the last commit */
-        int64_t changelog_next; /* from delivery reports in this commit, -1 none */
         rill_wlist_t closing;   /* windows closed in the open transaction */
         unsigned char *hops;    /* hopping windows: one event's states, aligned */
 } rill_task_t;
 
 /* ---- task.c: per-task work, @locality the owning stream thread ---------------- */
+
+/** What a task is handed by its stream thread (as Kafka Streams hands a
+ *  StreamTask its ProcessorContext and RecordCollector): the application's
+ *  settings, the collector of the open transaction, the thread's Postgres
+ *  sink (NULL: none) and restorer, and the clocks read once per polled batch
+ *  (a clock read per record was ~5% of the CPU profile). A task calls down
+ *  into these and never back into the thread. Owned by the stream thread,
+ *  which keeps it current (a new batch's clocks). */
+typedef struct rill_task_env {
+        rill_app_t *app;
+        rill_collector_t *coll;
+        rill_pgsink_t *pg;
+        rill_restorer_t *restorer;
+        int64_t batch_mono_ms, batch_wall_ms;
+} rill_task_env_t;
 
 /** Open an aggregation task's store and restore it from the changelog, in
  *  slices between the thread's polls (one restore at a time per thread).
@@ -130,73 +145,46 @@ typedef struct rill_task {
  *  store is ready), -1 error (errstr). step: reads for about slice_ms,
  *  @returns 2 more to read, 0 restored and ready, -1 failed (the store is
  *  closed). abandon: the task is revoked mid-restore. */
-int rill_task_restore_begin(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
-int rill_task_restore_step(rill_worker_t *w, rill_task_t *t, int64_t slice_ms, char *errstr,
+int rill_task_restore_begin(rill_task_env_t *env, rill_task_t *t, char *errstr, size_t errstr_size);
+int rill_task_restore_step(rill_task_env_t *env, rill_task_t *t, int64_t slice_ms, char *errstr,
                            size_t errstr_size);
-void rill_task_restore_abandon(rill_worker_t *w, rill_task_t *t);
+void rill_task_restore_abandon(rill_task_env_t *env, rill_task_t *t);
 void rill_task_close(rill_task_t *t);
 /** Aggregation tasks of unkeyed input: which source partition holds stream
  *  time back (*holder, -1 none) and by how much (*behind_ms: the largest
  *  progress minus the smallest; -1 while a source has not reported).
  *  @returns 0 for tasks without sources. */
-int rill_task_holdback(rill_worker_t *w, const rill_task_t *t, int *holder, int64_t *behind_ms);
+int rill_task_holdback(rill_task_env_t *env, const rill_task_t *t, int *holder, int64_t *behind_ms);
 /** Source tasks: the progress recovered from the committed offset's
  *  metadata (INT64_MIN when there is none). */
 void rill_task_set_committed_progress(rill_task_t *t, int64_t progress);
 /** Process one consumed record. Side effects go through the worker's
  *  transaction (repartition, dead letters). @returns 0, or -1 on a store
  *  error (errstr), which fails the commit cycle. */
-int rill_task_process(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+int rill_task_process(rill_task_env_t *env, rill_task_t *t, const rd_kafka_message_t *m,
                       char *errstr, size_t errstr_size);
 /** Close due windows and produce changelog, results and stream time into the
  *  open transaction; queue results for Postgres. @returns 0 or -1. */
-int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
-/** Transaction committed: apply the store, move committed marks. */
-int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size);
+int rill_task_flush(rill_task_env_t *env, rill_task_t *t, char *errstr, size_t errstr_size);
+/** Transaction committed: apply the store (at changelog_next, the offset
+ *  after the task's last changelog record in it: rill_collector_changelog_next;
+ *  -1 none), move committed marks. */
+int rill_task_committed(rill_task_t *t, int64_t changelog_next, char *errstr,
+                        size_t errstr_size);
 /** Transaction aborted: drop uncommitted state, return the offset to rewind
  *  the consumer to (-1: nothing consumed since the last commit). */
 int64_t rill_task_abort(rill_task_t *t);
 /** True when the task had no record for idle.timeout.ms (aggregation tasks,
  *  idle advance on): the caller then finds out whether its partition is
  *  caught up and calls rill_task_idle_advance. */
-int rill_task_idle_due(rill_worker_t *w, const rill_task_t *t, int64_t now_mono_ms);
+int rill_task_idle_due(rill_task_env_t *env, const rill_task_t *t, int64_t now_mono_ms);
 /** Advance stream time to wall-clock time if caught_up (the partition's
  *  position is at its end: no record is waiting, queued or in the log);
  *  either way the idle clock restarts. @returns 1 when time moved. */
-int rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
+int rill_task_idle_advance(rill_task_env_t *env, rill_task_t *t, int64_t now_mono_ms,
                            int caught_up);
 
-/* ---- worker.c: the services a task uses from its thread ------------------------- */
-
-rill_app_t *rill_worker_app(rill_worker_t *w);
-/** Produce into the worker's transaction (begun on first use).
- *  @returns 0 or -1 (errstr). */
-/** The topics a worker writes; their handles and metadata are fetched once,
- * before the first transaction. */
-typedef enum rill_out {
-        RILL_OUT_REPARTITION,
-        RILL_OUT_CHANGELOG,
-        RILL_OUT_OUTPUT,
-        RILL_OUT_DLQ,
-        RILL_OUT_N
-} rill_out_t;
-
-/** The clocks sampled once per polled batch (a clock read per record was
- * ~5% of the CPU profile). @locality the worker's thread. */
-int64_t rill_worker_batch_mono_ms(rill_worker_t *w);
-int64_t rill_worker_batch_wall_ms(rill_worker_t *w);
-int rill_worker_produce(rill_worker_t *w, rill_out_t out, int32_t partition,
-                        const void *key, size_t key_len, const void *value, size_t value_len,
-                        rd_kafka_headers_t *hdrs, void *opaque, char *errstr,
-                        size_t errstr_size);
-/** Send a record to the dead-letter topic with its reason. */
-int rill_worker_dead_letter(rill_worker_t *w, const rd_kafka_message_t *m, const void *value,
-                            size_t value_len, const rill_reject_t *rej, char *errstr,
-                            size_t errstr_size);
-rill_pgsink_t *rill_worker_pg(rill_worker_t *w);
-/** librdkafka log callback into the structured logger. @locality any thread. */
-/* rill_kafka_log_cb: base/log.h */
-rill_restorer_t *rill_worker_restorer(rill_worker_t *w);
+/* ---- worker.c: the stream thread ------------------------------------------------- */
 
 rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t errstr_size);
 void rill_worker_destroy(rill_worker_t *w);
@@ -220,7 +208,8 @@ void rill_app_fail(rill_app_t *app, const char *fmt, ...) __attribute__((format(
 /* ---- http.c: health, readiness, metrics and queries over HTTP ------------------ */
 typedef struct rill_http rill_http_t;
 /** @locality application thread; the server runs its own thread. */
-rill_http_t *rill_http_start(rill_app_t *app, int port, char *errstr, size_t errstr_size);
+rill_http_t *rill_http_start(rill_app_t *app, int port, rill_query_lookup_fn lookup,
+                             void *lookup_opaque, char *errstr, size_t errstr_size);
 void rill_http_stop(rill_http_t *h);
 
 /* the repartition record value: version byte, amount, event time, original bytes */

@@ -254,3 +254,19 @@ int rill_owners_peers(rill_owners_t *o, rill_owner_t *out, int max, char *errstr
         pthread_mutex_unlock(&o->lock);
         return n;
 }
+
+/* The repartition partition that holds key, or -1 when it cannot be derived
+ * (then every owned store is scanned). Unkeyed input is repartitioned by this
+ * engine's own producer with librdkafka's default partitioner,
+ * consistent_random: crc32(key) % partitions for a non-empty key, with the
+ * repartition topic checked at startup to have app->partitions partitions.
+ * Keyed input was partitioned by whoever produced it, and a kafka.partitioner
+ * property changes the rule: both are scanned in full. */
+int32_t rill_owners_key_partition(const rill_app_t *app, const char *key, size_t key_len) {
+        if (app->keyed || !key_len || app->partitions <= 0 ||
+            rill_conf_get(app->conf, "kafka.partitioner"))
+                return -1;
+        /* with a non-empty key the function reads neither the topic nor opaques */
+        return rd_kafka_msg_partitioner_consistent_random(NULL, key, key_len, app->partitions,
+                                                          NULL, NULL);
+}

@@ -40,6 +40,13 @@ void rill_owners_client_id(const rill_app_t *app, const char *thread_name, char 
 
 /** @returns NULL with errstr when the admin client cannot be created.
  *  @locality application thread. */
+/** The repartition partition that holds key: librdkafka's default
+ *  partitioner over the internal topics' partition count, as the engine's
+ *  own producer keys the repartition hop; -1 when it cannot be derived
+ *  (keyed input, a kafka.partitioner property, an empty key): then every
+ *  owned store is scanned. @locality any thread. */
+int32_t rill_owners_key_partition(const rill_app_t *app, const char *key, size_t key_len);
+
 rill_owners_t *rill_owners_new(rill_app_t *app, char *errstr, size_t errstr_size);
 void rill_owners_destroy(rill_owners_t *o);
 

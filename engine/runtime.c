@@ -26,7 +26,8 @@
  * timeout (deploy/k8s).
  *
  * @locality rill_app_new/run/destroy: application thread; rill_app_stop:
- * any thread or a signal handler; rill_app_fail: any stream thread.
+ * any thread or a signal handler (engine/appstate.c: the stop, failure
+ * and shutdown-phase state the stream threads share).
  */
 #include "internal.h"
 #include "window.h"
@@ -34,6 +35,7 @@
 #include "kafka_admin.h"
 #include "log.h"
 #include "memory.h"
+#include "owners.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,36 +46,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-void rill_app_fail(rill_app_t *app, const char *fmt, ...) {
-        pthread_mutex_lock(&app->fatal_lock);
-        if (!app->fatal[0]) {
-                va_list ap;
-                va_start(ap, fmt);
-                vsnprintf(app->fatal, sizeof(app->fatal), fmt, ap);
-                va_end(ap);
-                rill_log(RILL_LOG_ERROR, "fatal", "error=\"%s\"", app->fatal);
-        }
-        pthread_mutex_unlock(&app->fatal_lock);
-        rill_app_stop(app);
-}
-
-/* async-signal-safe: clock_gettime and lock-free atomics only */
-void rill_app_stop(rill_app_t *app) {
-        long long none = 0;
-        atomic_compare_exchange_strong(&app->stop_mono_ms, &none, (long long)rill_now_mono_ms());
-        atomic_store(&app->stop, 1);
-}
-
-int64_t rill_app_shutdown_left_ms(rill_app_t *app) {
-        int64_t t = atomic_load(&app->stop_mono_ms);
-        return t ? t + app->shutdown_ms - rill_now_mono_ms() : app->shutdown_ms;
-}
-
-void rill_app_set_phase(rill_app_t *app, int index, rill_phase_t phase) {
-        if (app->phase)
-                atomic_store(&app->phase[index], (int)phase);
-}
 
 /* ---- state directory: lock and process id ----------------------------------------- */
 
@@ -424,6 +396,21 @@ fail:
         return NULL;
 }
 
+/* rill_query_lookup_fn over this process's stream threads. */
+static int query_lookup(void *opaque, const char *key, size_t key_len, rill_qresult_t *res,
+                        char *errstr, size_t errstr_size) {
+        rill_app_t *app = opaque;
+        int32_t p = rill_owners_key_partition(app, key, key_len);
+        for (int i = 0; i < app->nthreads && app->workers; i++)
+                if (rill_worker_query(app->workers[i], key, key_len, p, res, errstr,
+                                      errstr_size) < 0) {
+                        rill_log(RILL_LOG_ERROR, "query_failed", "thread=%d error=\"%s\"", i,
+                                 errstr);
+                        return -1;
+                }
+        return 0;
+}
+
 static int http_ok(int64_t port, rill_http_t *http) { return !port || http; }
 
 /* ---- shutdown --------------------------------------------------------------------------- */
@@ -532,7 +519,7 @@ int rill_app_run(rill_app_t *app, char *errstr, size_t errstr_size) {
         }
         int64_t port = rill_conf_get_int(app->conf, "http.port");
         if (port && app->workers[app->nthreads - 1]) {
-                http = rill_http_start(app, (int)port, errstr, errstr_size);
+                http = rill_http_start(app, (int)port, query_lookup, app, errstr, errstr_size);
                 if (!http)
                         rill_app_stop(app);
                 else

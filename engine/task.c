@@ -65,9 +65,9 @@ static void note_close_due(const rill_app_t *app, rill_task_t *t, int64_t from, 
  * result; so it is deleted, without output, directly in RocksDB (at the same
  * changelog offset: a later restore from the start drops it the same way).
  * @returns 0 or -1 (errstr). */
-static int drop_closed_windows(rill_worker_t *w, rill_task_t *t, char *errstr,
+static int drop_closed_windows(rill_task_env_t *env, rill_task_t *t, char *errstr,
                                size_t errstr_size) {
-        rill_app_t *app = rill_worker_app(w);
+        rill_app_t *app = env->app;
         if (t->stream_time == INT64_MIN)
                 return 0;
         /* Only below the bound the task closed windows at (stored with the
@@ -106,10 +106,10 @@ static void store_paths(rill_app_t *app, const rill_task_t *t, char *dir, size_t
                  t->partition);
 }
 
-static int store_ready(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size);
+static int store_ready(rill_task_env_t *env, rill_task_t *t, char *errstr, size_t errstr_size);
 
-int rill_task_restore_begin(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
-        rill_app_t *app = rill_worker_app(w);
+int rill_task_restore_begin(rill_task_env_t *env, rill_task_t *t, char *errstr, size_t errstr_size) {
+        rill_app_t *app = env->app;
         char dir[1024], identity[600];
         store_paths(app, t, dir, sizeof(dir), identity, sizeof(identity));
         for (int attempt = 0; attempt < 2; attempt++) {
@@ -121,7 +121,7 @@ int rill_task_restore_begin(rill_worker_t *w, rill_task_t *t, char *errstr, size
                 if (!t->store)
                         return -1;
                 t->restore_full = wiped;
-                int rc = rill_restore_begin(rill_worker_restorer(w), t->store, app->changelog_topic,
+                int rc = rill_restore_begin(env->restorer, t->store, app->changelog_topic,
                                             t->partition, app->restore_timeout_ms, errstr,
                                             errstr_size);
                 if (rc == 0)
@@ -132,7 +132,7 @@ int rill_task_restore_begin(rill_worker_t *w, rill_task_t *t, char *errstr, size
                                  "elapsed_ms=0 full=%d",
                                  t->partition, (long long)rill_wstore_changelog_offset(t->store),
                                  (long long)rill_wstore_changelog_offset(t->store), wiped);
-                        return store_ready(w, t, errstr, errstr_size) ? -1 : 1;
+                        return store_ready(env, t, errstr, errstr_size) ? -1 : 1;
                 }
                 rill_wstore_close(t->store);
                 t->store = NULL;
@@ -147,10 +147,10 @@ int rill_task_restore_begin(rill_worker_t *w, rill_task_t *t, char *errstr, size
         return -1;
 }
 
-int rill_task_restore_step(rill_worker_t *w, rill_task_t *t, int64_t slice_ms, char *errstr,
+int rill_task_restore_step(rill_task_env_t *env, rill_task_t *t, int64_t slice_ms, char *errstr,
                            size_t errstr_size) {
         rill_restore_stats_t st;
-        int rc = rill_restore_step(rill_worker_restorer(w), slice_ms, &st, errstr, errstr_size);
+        int rc = rill_restore_step(env->restorer, slice_ms, &st, errstr, errstr_size);
         if (rc == 2)
                 return 2;
         if (rc == 0) {
@@ -160,7 +160,7 @@ int rill_task_restore_step(rill_worker_t *w, rill_task_t *t, int64_t slice_ms, c
                          t->partition, (long long)st.start_offset, (long long)st.end_offset,
                          (long long)st.records, (long long)st.elapsed_ms,
                          t->restore_full || st.start_offset == 0);
-                if (!store_ready(w, t, errstr, errstr_size))
+                if (!store_ready(env, t, errstr, errstr_size))
                         return 0;
                 return -1;
         }
@@ -169,16 +169,16 @@ int rill_task_restore_step(rill_worker_t *w, rill_task_t *t, int64_t slice_ms, c
         return -1;
 }
 
-void rill_task_restore_abandon(rill_worker_t *w, rill_task_t *t) {
+void rill_task_restore_abandon(rill_task_env_t *env, rill_task_t *t) {
         (void)t;
-        rill_restore_abandon(rill_worker_restorer(w));
+        rill_restore_abandon(env->restorer);
 }
 
 /* The store is complete: stream time, sources and close bound from it, and
  * the windows closed before the restore dropped. @returns 0 or -1 (errstr;
  * the store is closed). */
-static int store_ready(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
-        rill_app_t *app = rill_worker_app(w);
+static int store_ready(rill_task_env_t *env, rill_task_t *t, char *errstr, size_t errstr_size) {
+        rill_app_t *app = env->app;
         t->stream_time = t->committed_stream_time = rill_wstore_stream_time(t->store);
         t->closed_bound = t->committed_closed_bound = INT64_MIN;
         if (!app->keyed) {
@@ -206,14 +206,13 @@ static int store_ready(rill_worker_t *w, rill_task_t *t, char *errstr, size_t er
                         t->src[i] = t->committed_src[i] =
                             v && (i + 1) * 8 <= len ? rill_be64_get(v + i * 8) : INT64_MIN;
         }
-        if (drop_closed_windows(w, t, errstr, errstr_size)) {
+        if (drop_closed_windows(env, t, errstr, errstr_size)) {
                 rill_wstore_close(t->store);
                 t->store = NULL;
                 free(t->src), free(t->committed_src);
                 t->src = t->committed_src = NULL;
                 return -1;
         }
-        t->changelog_next = -1;
         t->last_activity_ms = rill_now_mono_ms();
         return 0;
 }
@@ -240,28 +239,28 @@ static void raw_of(const rd_kafka_message_t *m, rill_raw_t *raw) {
         raw->offset = m->offset;
 }
 
-static void raw_of_batch(rill_worker_t *w, const rd_kafka_message_t *m, rill_raw_t *raw) {
+static void raw_of_batch(rill_task_env_t *env, const rd_kafka_message_t *m, rill_raw_t *raw) {
         raw_of(m, raw);
-        raw->now_wall_ms = rill_worker_batch_wall_ms(w);
+        raw->now_wall_ms = env->batch_wall_ms;
 }
 
-static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+static int process_source(rill_task_env_t *env, rill_task_t *t, const rd_kafka_message_t *m,
                           char *errstr, size_t errstr_size) {
-        rill_app_t *app = rill_worker_app(w);
+        rill_app_t *app = env->app;
         rill_raw_t raw;
         rill_event_t ev;
         rill_reject_t rej;
-        raw_of_batch(w, m, &raw);
+        raw_of_batch(env, m, &raw);
         memset(&rej, 0, sizeof(rej));
         if (app->topo.extract(app->topo.opaque, &raw, &ev, &rej))
-                return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
+                return rill_collector_dead_letter(env->coll, m, m->payload, m->len, &rej, errstr,
                                                errstr_size);
-        t->last_activity_ms = rill_worker_batch_mono_ms(w);
+        t->last_activity_ms = env->batch_mono_ms;
         if (!rill_event_time_valid(ev.ts_ms)) {
                 snprintf(rej.reason, sizeof(rej.reason), "invalid_timestamp");
                 snprintf(rej.detail, sizeof(rej.detail),
                          "event time %lld ms is outside years 1 to 9999", (long long)ev.ts_ms);
-                return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
+                return rill_collector_dead_letter(env->coll, m, m->payload, m->len, &rej, errstr,
                                                errstr_size);
         }
         /* late when its last window (the one that closes last) is closed */
@@ -274,7 +273,7 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
                          "%lld (grace %lld ms)",
                          (long long)ws, (long long)(ws + app->window_ms), (long long)t->progress,
                          (long long)app->grace_ms);
-                return rill_worker_dead_letter(w, m, m->payload, m->len, &rej, errstr,
+                return rill_collector_dead_letter(env->coll, m, m->payload, m->len, &rej, errstr,
                                                errstr_size);
         }
         if (ev.ts_ms > t->progress) {
@@ -289,8 +288,8 @@ static int process_source(rill_worker_t *w, rill_task_t *t, const rd_kafka_messa
         rill_be64_put(buf + 9, ev.ts_ms);
         if (m->len)
                 memcpy(buf + RILL_REPART_HDR, m->payload, m->len);
-        int rc = rill_worker_produce(w, RILL_OUT_REPARTITION, RD_KAFKA_PARTITION_UA, ev.key,
-                                     ev.key_len, buf, len, NULL, NULL, errstr, errstr_size);
+        int rc = rill_collector_send(env->coll, RILL_OUT_REPARTITION, RD_KAFKA_PARTITION_UA, ev.key,
+                                     ev.key_len, buf, len, NULL, -1, errstr, errstr_size);
         if (buf != stackbuf)
                 free(buf);
         return rc;
@@ -358,9 +357,9 @@ static int32_t be32_get(const unsigned char *p) {
                          p[3]);
 }
 
-static int source_progress(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+static int source_progress(rill_task_env_t *env, rill_task_t *t, const rd_kafka_message_t *m,
                            const unsigned char *p, char *errstr, size_t errstr_size) {
-        (void)w;
+        (void)env;
         int32_t s = be32_get(p + 1);
         int64_t progress = rill_be64_get(p + 5);
         int32_t known = m->len >= RILL_WM_LEN ? be32_get(p + 21) : 0;
@@ -380,14 +379,14 @@ static int source_progress(rill_worker_t *w, rill_task_t *t, const rd_kafka_mess
         int holder;
         int64_t lo = sources_min(t, &holder);
         if (lo != INT64_MIN && lo > t->stream_time) {
-                note_close_due(rill_worker_app(w), t, t->stream_time, lo);
+                note_close_due(env->app, t, t->stream_time, lo);
                 t->stream_time = lo;
         }
         return 0;
 }
 
-int rill_task_holdback(rill_worker_t *w, const rill_task_t *t, int *holder, int64_t *behind_ms) {
-        rill_app_t *app = rill_worker_app(w);
+int rill_task_holdback(rill_task_env_t *env, const rill_task_t *t, int *holder, int64_t *behind_ms) {
+        rill_app_t *app = env->app;
         *holder = -1;
         *behind_ms = 0;
         if (!t->src)
@@ -404,9 +403,9 @@ int rill_task_holdback(rill_worker_t *w, const rill_task_t *t, int *holder, int6
         return 1;
 }
 
-static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+static int process_agg(rill_task_env_t *env, rill_task_t *t, const rd_kafka_message_t *m,
                        char *errstr, size_t errstr_size) {
-        rill_app_t *app = rill_worker_app(w);
+        rill_app_t *app = env->app;
         rill_event_t ev;
         rill_reject_t rej;
         const void *orig = m->payload;
@@ -414,9 +413,9 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
         memset(&rej, 0, sizeof(rej));
         if (app->keyed) {
                 rill_raw_t raw;
-                raw_of_batch(w, m, &raw);
+                raw_of_batch(env, m, &raw);
                 if (app->topo.extract(app->topo.opaque, &raw, &ev, &rej))
-                        return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
+                        return rill_collector_dead_letter(env->coll, m, orig, orig_len, &rej, errstr,
                                                        errstr_size);
                 /* Keyed input is trusted to be partitioned by the aggregation
                  * key: a record whose key is not its aggregation key may sit in
@@ -430,19 +429,19 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                                  "aggregation key (%zu bytes); produce with the seller id as "
                                  "key, or run without --input-keyed",
                                  m->key ? m->key_len : 0, ev.key_len);
-                        return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
+                        return rill_collector_dead_letter(env->coll, m, orig, orig_len, &rej, errstr,
                                                        errstr_size);
                 }
         } else {
                 const unsigned char *p = m->payload;
                 if ((m->len == RILL_WM_LEN || m->len == RILL_WM_LEN_V1) && p[0] == RILL_REPART_WM)
-                        return source_progress(w, t, m, p, errstr, errstr_size);
+                        return source_progress(env, t, m, p, errstr, errstr_size);
                 if (m->len < RILL_REPART_HDR || p[0] != 1 || !m->key || !m->key_len) {
                         snprintf(rej.reason, sizeof(rej.reason), "corrupt_internal");
                         snprintf(rej.detail, sizeof(rej.detail),
                                  "repartition record of %zu bytes is not in rill format v1",
                                  m->len);
-                        return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
+                        return rill_collector_dead_letter(env->coll, m, orig, orig_len, &rej, errstr,
                                                        errstr_size);
                 }
                 ev.key = m->key;
@@ -459,13 +458,13 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                 snprintf(rej.reason, sizeof(rej.reason), "invalid_timestamp");
                 snprintf(rej.detail, sizeof(rej.detail),
                          "event time %lld ms is outside years 1 to 9999", (long long)ev.ts_ms);
-                return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr, errstr_size);
+                return rill_collector_dead_letter(env->coll, m, orig, orig_len, &rej, errstr, errstr_size);
         }
         if (app->keyed && ev.ts_ms > t->stream_time) { /* unkeyed: from the sources */
                 note_close_due(app, t, t->stream_time, ev.ts_ms);
                 t->stream_time = ev.ts_ms;
         }
-        t->last_activity_ms = rill_worker_batch_mono_ms(w);
+        t->last_activity_ms = env->batch_mono_ms;
         /* the event's windows: from the first still open to its last (one
          * for tumbling windows); late when even the last is closed */
         int64_t ws = rill_window_start(ev.ts_ms, app->advance_ms);
@@ -475,7 +474,7 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                          "window [%lld, %lld) closed at stream time %lld (grace %lld ms)",
                          (long long)ws, (long long)(ws + app->window_ms),
                          (long long)t->stream_time, (long long)app->grace_ms);
-                return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr, errstr_size);
+                return rill_collector_dead_letter(env->coll, m, orig, orig_len, &rej, errstr, errstr_size);
         }
         int64_t first = ws;
         if (app->advance_ms != app->window_ms) {
@@ -515,7 +514,7 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
                 if (agg->add(agg->opaque, s, &ev, &rej)) {
                         if (!rej.reason[0])
                                 snprintf(rej.reason, sizeof(rej.reason), "aggregate_failed");
-                        return rill_worker_dead_letter(w, m, orig, orig_len, &rej, errstr,
+                        return rill_collector_dead_letter(env->coll, m, orig, orig_len, &rej, errstr,
                                                        errstr_size);
                 }
         }
@@ -525,28 +524,28 @@ static int process_agg(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_
         return 0;
 }
 
-int rill_task_process(rill_worker_t *w, rill_task_t *t, const rd_kafka_message_t *m,
+int rill_task_process(rill_task_env_t *env, rill_task_t *t, const rd_kafka_message_t *m,
                       char *errstr, size_t errstr_size) {
         if (t->first_uncommitted < 0)
                 t->first_uncommitted = m->offset;
-        int rc = t->kind == RILL_TASK_SOURCE ? process_source(w, t, m, errstr, errstr_size)
-                                              : process_agg(w, t, m, errstr, errstr_size);
+        int rc = t->kind == RILL_TASK_SOURCE ? process_source(env, t, m, errstr, errstr_size)
+                                              : process_agg(env, t, m, errstr, errstr_size);
         t->next_offset = m->offset + 1;
         t->records_since_commit++;
         return rc;
 }
 
-int rill_task_idle_due(rill_worker_t *w, const rill_task_t *t, int64_t now_mono_ms) {
-        rill_app_t *app = rill_worker_app(w);
+int rill_task_idle_due(rill_task_env_t *env, const rill_task_t *t, int64_t now_mono_ms) {
+        rill_app_t *app = env->app;
         /* unkeyed input: the sources advance (into the log, as watermarks);
          * keyed input: the aggregation task is its own source */
         int advances = t->kind == RILL_TASK_SOURCE || app->keyed;
         return advances && app->idle_ms && now_mono_ms - t->last_activity_ms >= app->idle_ms;
 }
 
-int rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms,
+int rill_task_idle_advance(rill_task_env_t *env, rill_task_t *t, int64_t now_mono_ms,
                            int caught_up) {
-        (void)w;
+        (void)env;
         t->last_activity_ms = now_mono_ms; /* asked again after idle.timeout.ms */
         if (!caught_up)
                 return 0;
@@ -565,7 +564,7 @@ int rill_task_idle_advance(rill_worker_t *w, rill_task_t *t, int64_t now_mono_ms
 /* ---- the commit cycle's task part ------------------------------------------------ */
 
 typedef struct changelog_ctx {
-        rill_worker_t *w;
+        rill_task_env_t *env;
         rill_task_t *t;
         int rc;
         char *errstr;
@@ -592,17 +591,17 @@ static void produce_change(void *opaque, int64_t wstart, const char *key, size_t
                         return;
                 }
         }
-        c->rc = rill_worker_produce(c->w, RILL_OUT_CHANGELOG,
+        c->rc = rill_collector_send(c->env->coll, RILL_OUT_CHANGELOG,
                                     c->t->partition, kbuf, klen, state ? vbuf : NULL, vlen, NULL,
-                                    (void *)(intptr_t)(c->t->partition + 1), c->errstr,
+                                    c->t->partition, c->errstr,
                                     c->errstr_size);
 }
 
 /* Format a closed window and produce it to the output topic.
  * @returns 0 emitted, 1 dead-lettered (the format cannot fit it), -1 error. */
-static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
+static int emit_result(rill_task_env_t *env, const rill_result_t *res, char *errstr,
                        size_t errstr_size) {
-        rill_app_t *app = rill_worker_app(w);
+        rill_app_t *app = env->app;
         size_t size = res->key_len * 6 + RESULT_FIXED, n = 0;
         char *buf = NULL;
         for (; size <= RESULT_MAX; size *= 2) {
@@ -616,8 +615,8 @@ static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
         }
         int rc;
         if (n) {
-                rc = rill_worker_produce(w, RILL_OUT_OUTPUT, RD_KAFKA_PARTITION_UA, res->key,
-                                         res->key_len, buf, n, NULL, NULL, errstr, errstr_size);
+                rc = rill_collector_send(env->coll, RILL_OUT_OUTPUT, RD_KAFKA_PARTITION_UA, res->key,
+                                         res->key_len, buf, n, NULL, -1, errstr, errstr_size);
         } else {
                 /* the window is not lost: its figures go to the dead-letter
                  * topic, keyed by its key, with the reason */
@@ -636,8 +635,8 @@ static int emit_result(rill_worker_t *w, const rill_result_t *res, char *errstr,
                 rill_log(RILL_LOG_ERROR, "result_unformattable",
                          "window_start=%lld key_bytes=%zu action=dead_letter",
                          (long long)res->window_start_ms, res->key_len);
-                rc = rill_worker_produce(w, RILL_OUT_DLQ, RD_KAFKA_PARTITION_UA, res->key,
-                                         res->key_len, v, (size_t)vl, h, NULL, errstr,
+                rc = rill_collector_send(env->coll, RILL_OUT_DLQ, RD_KAFKA_PARTITION_UA, res->key,
+                                         res->key_len, v, (size_t)vl, h, -1, errstr,
                                          errstr_size);
                 if (!rc)
                         rc = 1;
@@ -657,8 +656,8 @@ static void pg_row(const rill_app_t *app, rill_pgsink_t *pg, const rill_result_t
 
 /* A source task's progress moved since its last commit: tell every
  * repartition partition, in this transaction. */
-static int publish_progress(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
-        rill_app_t *app = rill_worker_app(w);
+static int publish_progress(rill_task_env_t *env, rill_task_t *t, char *errstr, size_t errstr_size) {
+        rill_app_t *app = env->app;
         int sources = atomic_load(&app->sources);
         /* progress moved, or the input's partition count changed (or was
          * never announced by this task's owner): an unreported progress
@@ -675,16 +674,16 @@ static int publish_progress(rill_worker_t *w, rill_task_t *t, char *errstr, size
         be32_put(v + 21, sources);
         t->sources_sent = sources;
         for (int32_t p = 0; p < app->partitions; p++)
-                if (rill_worker_produce(w, RILL_OUT_REPARTITION, p, RILL_WM_KEY, RILL_WM_KEY_LEN, v,
-                                        sizeof(v), NULL, NULL, errstr, errstr_size))
+                if (rill_collector_send(env->coll, RILL_OUT_REPARTITION, p, RILL_WM_KEY, RILL_WM_KEY_LEN, v,
+                                        sizeof(v), NULL, -1, errstr, errstr_size))
                         return -1;
         return 0;
 }
 
-int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errstr_size) {
+int rill_task_flush(rill_task_env_t *env, rill_task_t *t, char *errstr, size_t errstr_size) {
         if (t->kind == RILL_TASK_SOURCE)
-                return publish_progress(w, t, errstr, errstr_size);
-        rill_app_t *app = rill_worker_app(w);
+                return publish_progress(env, t, errstr, errstr_size);
+        rill_app_t *app = env->app;
         /* 1. close the windows that stream time has passed (emit on window close) */
         if (t->stream_time != INT64_MIN) {
                 int64_t bound = rill_window_close_bound(app->window_ms, app->advance_ms,
@@ -701,17 +700,17 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
                                 rill_result_t res = {e->key,    e->key_len,
                                                      e->wstart, e->wstart + app->window_ms,
                                                      e->state,  app->agg};
-                                int rc = emit_result(w, &res, errstr, errstr_size);
+                                int rc = emit_result(env, &res, errstr, errstr_size);
                                 if (rc < 0)
                                         return -1;
-                                if (rc == 0 && rill_worker_pg(w))
-                                        pg_row(app, rill_worker_pg(w), &res);
+                                if (rc == 0 && env->pg)
+                                        pg_row(app, env->pg, &res);
                                 rill_wstore_delete(t->store, e->wstart, e->key, e->key_len);
                         }
                 }
         }
         /* 2. the changelog: every cached change, then the stream time */
-        changelog_ctx_t c = {w, t, 0, errstr, errstr_size};
+        changelog_ctx_t c = {env, t, 0, errstr, errstr_size};
         rill_wstore_foreach_dirty(t->store, produce_change, &c);
         if (c.rc)
                 return -1;
@@ -726,9 +725,9 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
                 for (int i = 0; i < t->nsrc; i++)
                         rill_be64_put(v + i * 8, t->src[i]);
                 rill_wstore_put_sources(t->store, v, n);
-                int rc = rill_worker_produce(w, RILL_OUT_CHANGELOG, t->partition, RILL_SOURCES_KEY,
+                int rc = rill_collector_send(env->coll, RILL_OUT_CHANGELOG, t->partition, RILL_SOURCES_KEY,
                                              RILL_SOURCES_KEY_LEN, v, n, NULL,
-                                             (void *)(intptr_t)(t->partition + 1), errstr,
+                                             t->partition, errstr,
                                              errstr_size);
                 free(v);
                 if (rc)
@@ -739,16 +738,17 @@ int rill_task_flush(rill_worker_t *w, rill_task_t *t, char *errstr, size_t errst
                 rill_be64_put(v, t->stream_time);
                 rill_be64_put(v + 8, t->closed_bound);
                 rill_wstore_put_closed_bound(t->store, t->closed_bound);
-                if (rill_worker_produce(w, RILL_OUT_CHANGELOG, t->partition,
+                if (rill_collector_send(env->coll, RILL_OUT_CHANGELOG, t->partition,
                                         RILL_STREAM_TIME_KEY, RILL_STREAM_TIME_KEY_LEN, v, 16, NULL,
-                                        (void *)(intptr_t)(t->partition + 1), errstr,
+                                        t->partition, errstr,
                                         errstr_size))
                         return -1;
         }
         return 0;
 }
 
-int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
+int rill_task_committed(rill_task_t *t, int64_t changelog_next, char *errstr,
+                        size_t errstr_size) {
         if (t->next_offset >= 0)
                 t->committed_offset = t->next_offset;
         t->first_uncommitted = -1;
@@ -759,12 +759,11 @@ int rill_task_committed(rill_task_t *t, char *errstr, size_t errstr_size) {
                 return 0;
         }
         int rc = 0;
-        if (t->changelog_next >= 0) {
+        if (changelog_next >= 0) {
                 /* RocksDB now catches up with what the changelog committed */
-                rc = rill_wstore_apply(t->store, t->changelog_next, t->stream_time, errstr,
+                rc = rill_wstore_apply(t->store, changelog_next, t->stream_time, errstr,
                                        errstr_size);
         }
-        t->changelog_next = -1;
         t->committed_stream_time = t->stream_time;
         t->committed_closed_bound = t->closed_bound;
         if (t->src)
@@ -793,7 +792,6 @@ int64_t rill_task_abort(rill_task_t *t) {
                 rill_wstore_discard(t->store);
                 t->stream_time = t->committed_stream_time;
                 t->closed_bound = t->committed_closed_bound;
-                t->changelog_next = -1;
                 rill_wlist_free(&t->closing);
         }
         return rewind;

@@ -2,6 +2,14 @@
  * worker.c -- a stream thread: its consumer, its transactional producer, its
  * tasks, the rebalance callback and the commit cycle.
  *
+ * The thread owns its tasks and hands each the same rill_task_env_t: the
+ * application's settings, the record collector of the open transaction
+ * (engine/collector.c: tasks send records through it), the Postgres sink,
+ * the restorer and the batch clocks. Tasks call down into these, never back
+ * into this file; the thread reads what they left in the collector (the
+ * changelog offsets delivered) when it commits, and records its own failure
+ * and shutdown phase in the shared application state (engine/appstate.c).
+ *
  * The commit cycle (every commit.interval.ms, at revocation, at shutdown):
  *   1. flush every task: closed windows' results to the output topic,
  *      changelog records for every changed window and the stream time, all
@@ -66,12 +74,12 @@ struct rill_worker {
         int index;
         pthread_t thread;
         char name[160];
-        rd_kafka_t *consumer, *producer;
+        rd_kafka_t *consumer;
+        rill_collector_t coll;   /* the producer's transaction: what tasks send into */
+        rill_task_env_t env;     /* what the tasks are handed */
         rd_kafka_queue_t *queue; /* the consumer's queue, for batched polls */
         unsigned rebalances;     /* rebalance callbacks served: a batch that saw one is refetched */
         int64_t redelivered;     /* records below a running task's position, skipped */
-        rill_restorer_t *restorer;
-        rill_pgsink_t *pg;
         rill_task_t **src, **agg; /* by partition; NULL when not owned */
         int src_slots;            /* length of src: grows with the input's partitions */
         rd_kafka_topic_t *input_rkt; /* the consumer's handle, for its partition count */
@@ -79,15 +87,9 @@ struct rill_worker {
         int starting;                /* tasks not yet running */
         rill_task_t *restoring_task; /* the one whose store is being restored */
         int64_t positions_logged_ms;
-        int txn_open;
-        int64_t txn_deadline_ms; /* mono ms by which the open transaction must end */
-        int64_t txn_timeout_ms;  /* transaction.timeout.ms */
-        int dr_failed;
-        char dr_err[256];
         int64_t last_commit_ms;
         int failures; /* consecutive failed commit cycles */
         int fatal;     /* the thread cannot go on (its state, its configuration) */
-        int txn_fatal; /* the producer cannot go on: recreated (recover_producer) */
         int commit_pending; /* a commit left retriable (stopping): never recreate */
         int in_rebalance;   /* inside rebalance_cb: recovery waits for the loop */
         int64_t last_recovery_ms;
@@ -97,16 +99,8 @@ struct rill_worker {
         pthread_mutex_t tasks_lock; /* guards src/agg slot changes vs. queries */
         int64_t last_gauges_ms;
         int64_t poll_ms, commit_total_ms, empty_polls, started_ms;
-        rd_kafka_topic_t *out[RILL_OUT_N]; /* producer handles, by rill_out_t */
-        int64_t batch_mono_ms, batch_wall_ms;
 };
 
-int64_t rill_worker_batch_mono_ms(rill_worker_t *w) { return w->batch_mono_ms; }
-int64_t rill_worker_batch_wall_ms(rill_worker_t *w) { return w->batch_wall_ms; }
-
-rill_app_t *rill_worker_app(rill_worker_t *w) { return w->app; }
-rill_pgsink_t *rill_worker_pg(rill_worker_t *w) { return w->pg; }
-rill_restorer_t *rill_worker_restorer(rill_worker_t *w) { return w->restorer; }
 pthread_t *rill_worker_thread(rill_worker_t *w) { return &w->thread; }
 
 int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, int32_t partition,
@@ -150,122 +144,6 @@ int rill_worker_query(rill_worker_t *w, const char *key, size_t key_len, int32_t
         return found;
 }
 
-/* ---- the producer side ---------------------------------------------------------- */
-
-static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque) {
-        rill_worker_t *w = opaque;
-        (void)rk;
-        if (m->err) {
-                if (!w->dr_failed)
-                        snprintf(w->dr_err, sizeof(w->dr_err), "delivery to %s [%d] failed: %s",
-                                 rd_kafka_topic_name(m->rkt), m->partition,
-                                 rd_kafka_err2str(m->err));
-                w->dr_failed = 1;
-                return;
-        }
-        intptr_t part = (intptr_t)m->_private - 1; /* changelog records carry partition+1 */
-        if (part >= 0 && part < w->app->partitions && w->agg[part] &&
-            m->offset + 1 > w->agg[part]->changelog_next)
-                w->agg[part]->changelog_next = m->offset + 1;
-}
-
-/* Milliseconds left before the open transaction's deadline. */
-static int64_t txn_left_ms(rill_worker_t *w) {
-        return w->txn_open ? w->txn_deadline_ms - rill_now_mono_ms() : w->txn_timeout_ms;
-}
-
-/* The bound for one wait inside the transaction: what is left of it, but
- * at least TXN_CALL_MIN_MS (a call needs a round trip to mean anything). */
-static int txn_wait_ms(rill_worker_t *w) {
-        int64_t left = txn_left_ms(w);
-        return (int)(left < TXN_CALL_MIN_MS ? TXN_CALL_MIN_MS : left);
-}
-
-static int txn_error(rill_worker_t *w, rd_kafka_error_t *e, const char *what, char *errstr,
-                     size_t errstr_size) {
-        snprintf(errstr, errstr_size, "%s: %s", what, rd_kafka_error_string(e));
-        if (rd_kafka_error_is_fatal(e))
-                w->txn_fatal = 1;
-        rd_kafka_error_destroy(e);
-        return -1;
-}
-
-int rill_worker_produce(rill_worker_t *w, rill_out_t out, int32_t partition,
-                        const void *key, size_t key_len, const void *value, size_t value_len,
-                        rd_kafka_headers_t *hdrs, void *opaque, char *errstr,
-                        size_t errstr_size) {
-        if (!w->txn_open) {
-                rd_kafka_error_t *e = rd_kafka_begin_transaction(w->producer);
-                if (e) {
-                        if (hdrs)
-                                rd_kafka_headers_destroy(hdrs);
-                        /* begin is local: it fails only when the producer is
-                         * fatal or still inside an earlier transaction that
-                         * never ended, and every later begin would fail the
-                         * same way: the producer is recreated */
-                        w->txn_fatal = 1;
-                        return txn_error(w, e, "cannot begin transaction", errstr, errstr_size);
-                }
-                w->txn_open = 1;
-                w->txn_deadline_ms = rill_now_mono_ms() + w->txn_timeout_ms - w->txn_timeout_ms / 5;
-        }
-        rd_kafka_vu_t vu[7];
-        size_t nvu = 0;
-        vu[nvu].vtype = RD_KAFKA_VTYPE_RKT, vu[nvu++].u.rkt = w->out[out];
-        vu[nvu].vtype = RD_KAFKA_VTYPE_PARTITION, vu[nvu++].u.i32 = partition;
-        vu[nvu].vtype = RD_KAFKA_VTYPE_KEY, vu[nvu].u.mem.ptr = (void *)key, vu[nvu++].u.mem.size = key_len;
-        vu[nvu].vtype = RD_KAFKA_VTYPE_VALUE, vu[nvu].u.mem.ptr = (void *)value, vu[nvu++].u.mem.size = value_len;
-        vu[nvu].vtype = RD_KAFKA_VTYPE_MSGFLAGS, vu[nvu++].u.i = RD_KAFKA_MSG_F_COPY;
-        vu[nvu].vtype = RD_KAFKA_VTYPE_OPAQUE, vu[nvu++].u.ptr = opaque;
-        if (hdrs)
-                vu[nvu].vtype = RD_KAFKA_VTYPE_HEADERS, vu[nvu++].u.headers = hdrs;
-        for (int tries = 0;; tries++) {
-                rd_kafka_error_t *perr = rd_kafka_produceva(w->producer, vu, nvu);
-                rd_kafka_resp_err_t err = perr ? rd_kafka_error_code(perr) : RD_KAFKA_RESP_ERR_NO_ERROR;
-                if (perr)
-                        rd_kafka_error_destroy(perr);
-                if (!err)
-                        return 0;
-                if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL || txn_left_ms(w) <= 0) {
-                        if (hdrs)
-                                rd_kafka_headers_destroy(hdrs);
-                        snprintf(errstr, errstr_size, "cannot produce to %s: %s%s",
-                                 rd_kafka_topic_name(w->out[out]), rd_kafka_err2str(err),
-                                 err == RD_KAFKA_RESP_ERR__QUEUE_FULL
-                                     ? " until the transaction's deadline" : "");
-                        return -1;
-                }
-                rd_kafka_poll(w->producer, 100); /* queue full: let deliveries drain */
-        }
-}
-
-int rill_worker_dead_letter(rill_worker_t *w, const rd_kafka_message_t *m, const void *value,
-                            size_t value_len, const rill_reject_t *rej, char *errstr,
-                            size_t errstr_size) {
-        rd_kafka_headers_t *h = rd_kafka_headers_new(6);
-        char part[16], off[24];
-        snprintf(part, sizeof(part), "%d", m->partition);
-        snprintf(off, sizeof(off), "%lld", (long long)m->offset);
-        rd_kafka_header_add(h, "rill.error.reason", -1, rej->reason, -1);
-        rd_kafka_header_add(h, "rill.error.detail", -1, rej->detail, -1);
-        rd_kafka_header_add(h, "rill.source.topic", -1, rd_kafka_topic_name(m->rkt), -1);
-        rd_kafka_header_add(h, "rill.source.partition", -1, part, -1);
-        rd_kafka_header_add(h, "rill.source.offset", -1, off, -1);
-        atomic_fetch_add(&w->m->dead_lettered, 1);
-        if (!strcmp(rej->reason, "late"))
-                atomic_fetch_add(&w->m->late, 1);
-        rill_log(RILL_LOG_DEBUG, "dead_letter", "reason=%s topic=%s partition=%d offset=%lld",
-                 rej->reason, rd_kafka_topic_name(m->rkt), m->partition, (long long)m->offset);
-        return rill_worker_produce(w, RILL_OUT_DLQ, RD_KAFKA_PARTITION_UA, m->key, m->key_len,
-                                   value, value_len, h, NULL, errstr, errstr_size);
-}
-
-/* ---- tasks by partition ------------------------------------------------------------ */
-
-/* The slot of a task. Source slots (unkeyed input) grow with the input's
- * partitions, added while running; aggregation slots are the internal
- * topics' partitions, fixed when the application was created.
- * @returns NULL for a partition that has no slot (keyed input grown). */
 static rill_task_t **task_slot(rill_worker_t *w, const char *topic, int32_t partition) {
         if (partition < 0)
                 return NULL;
@@ -306,7 +184,7 @@ static int metric_slot(rill_worker_t *w, rill_task_kind_t kind, int32_t p) {
 /* ---- the commit cycle ----------------------------------------------------------------- */
 
 static int commit_needed(rill_worker_t *w) {
-        if (w->txn_open)
+        if (w->coll.txn_open)
                 return 1;
         int sources = atomic_load(&w->app->sources);
         FOREACH_TASK(w, t) {
@@ -324,7 +202,7 @@ static int commit_needed(rill_worker_t *w) {
  * @returns -1 when the producer is unusable (fatal). */
 static int abort_all(rill_worker_t *w, const char *why) {
         int rc = 0;
-        if (w->txn_open) {
+        if (w->coll.txn_open) {
                 /* An abort that times out is retriable: librdkafka expects the
                  * same call again. An abort that does not end (retriable calls
                  * exhausted, or any other error) leaves the producer in a
@@ -343,7 +221,7 @@ static int abort_all(rill_worker_t *w, const char *why) {
                                 ? rd_kafka_error_new(RD_KAFKA_RESP_ERR__TIMED_OUT,
                                                      "fault point abort_unanswered: the "
                                                      "coordinator did not answer the abort")
-                                : rd_kafka_abort_transaction(w->producer, (int)w->txn_timeout_ms);
+                                : rd_kafka_abort_transaction(w->coll.producer, (int)w->coll.txn_timeout_ms);
                         if (!e)
                                 break;
                         int retriable = rd_kafka_error_is_retriable(e);
@@ -352,17 +230,17 @@ static int abort_all(rill_worker_t *w, const char *why) {
                                  retriable, rd_kafka_error_string(e));
                         rd_kafka_error_destroy(e);
                         if (!retriable || call >= calls || atomic_load(&w->app->stop)) {
-                                w->txn_fatal = 1;
+                                w->coll.txn_fatal = 1;
                                 rc = -1;
                                 break;
                         }
                 }
-                rd_kafka_poll(w->producer, 0); /* serve the purged deliveries now */
-                w->txn_open = 0;
+                rd_kafka_poll(w->coll.producer, 0); /* serve the purged deliveries now */
+                rill_collector_ended(&w->coll);
         }
-        w->dr_failed = 0;
-        if (w->pg)
-                rill_pgsink_clear(w->pg);
+        w->coll.dr_failed = 0;
+        if (w->env.pg)
+                rill_pgsink_clear(w->env.pg);
         rd_kafka_topic_partition_list_t *seek = rd_kafka_topic_partition_list_new(8);
         FOREACH_TASK(w, t) {
                 if (t->stage != RILL_STAGE_RUNNING)
@@ -423,12 +301,12 @@ static int abort_all(rill_worker_t *w, const char *why) {
 }
 
 static int acquire_epochs(rill_worker_t *w, char *errstr, size_t errstr_size) {
-        if (!w->pg)
+        if (!w->env.pg)
                 return 0;
         FOREACH_TASK(w, t) {
                 if (t->kind != RILL_TASK_AGG || t->epoch > 0 || t->stage != RILL_STAGE_RUNNING)
                         continue;
-                t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, t->partition, errstr,
+                t->epoch = rill_pgsink_acquire_epoch(w->env.pg, t->topic, t->partition, errstr,
                                                      errstr_size);
                 if (t->epoch < 0) {
                         t->epoch = 0;
@@ -461,7 +339,7 @@ static void update_gauges(rill_worker_t *w) {
                 int64_t behind;
                 atomic_store(&w->m->stream_time[slot],
                              t->kind == RILL_TASK_SOURCE ? t->progress : t->stream_time);
-                if (rill_task_holdback(w, t, &holder, &behind)) {
+                if (rill_task_holdback(&w->env, t, &holder, &behind)) {
                         atomic_store(&w->m->held_by[slot], holder);
                         atomic_store(&w->m->held_back_ms[slot], behind);
                 }
@@ -490,9 +368,9 @@ static int task_caught_up(rill_worker_t *w, rill_task_t *t) {
         if (t->eof_offset > pos) /* the fetcher stepped over markers to get there */
                 pos = t->eof_offset;
         char errstr[256];
-        int bound = w->txn_open && txn_left_ms(w) < 2000 ? (int)txn_left_ms(w) : 2000;
+        int bound = w->coll.txn_open && rill_collector_left_ms(&w->coll) < 2000 ? (int)rill_collector_left_ms(&w->coll) : 2000;
         if (pos < 0 || bound <= 0 ||
-            rill_restorer_end_offsets(w->restorer, t->topic, t->partition, bound, &lo, &hi, errstr,
+            rill_restorer_end_offsets(w->env.restorer, t->topic, t->partition, bound, &lo, &hi, errstr,
                                       sizeof(errstr)))
                 return 0;
         return pos >= hi;
@@ -541,10 +419,10 @@ static int send_offsets(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 rd_kafka_consumer_group_metadata_t *cgmd =
                     rd_kafka_consumer_group_metadata(w->consumer);
                 rd_kafka_error_t *e =
-                    rd_kafka_send_offsets_to_transaction(w->producer, offs, cgmd, txn_wait_ms(w));
+                    rd_kafka_send_offsets_to_transaction(w->coll.producer, offs, cgmd, rill_collector_wait_ms(&w->coll));
                 rd_kafka_consumer_group_metadata_destroy(cgmd);
                 if (e)
-                        rc = txn_error(w, e, "cannot send offsets to transaction", errstr,
+                        rc = rill_collector_error(&w->coll, e, "cannot send offsets to transaction", errstr,
                                        errstr_size);
         }
         rd_kafka_topic_partition_list_destroy(offs);
@@ -560,7 +438,7 @@ static int send_offsets(rill_worker_t *w, char *errstr, size_t errstr_size) {
  * unusable, txn_requires_abort cases are left to the abort path). */
 static int commit_txn(rill_worker_t *w, char *errstr, size_t errstr_size) {
         for (int call = 1;; call++) {
-                rd_kafka_error_t *e = rd_kafka_commit_transaction(w->producer, txn_wait_ms(w));
+                rd_kafka_error_t *e = rd_kafka_commit_transaction(w->coll.producer, rill_collector_wait_ms(&w->coll));
                 if (!e)
                         return 0;
                 if (!rd_kafka_error_is_retriable(e) || atomic_load(&w->app->stop)) {
@@ -568,18 +446,18 @@ static int commit_txn(rill_worker_t *w, char *errstr, size_t errstr_size) {
                          * is unknown, no new producer may complete it */
                         if (rd_kafka_error_is_retriable(e))
                                 w->commit_pending = 1;
-                        return txn_error(w, e, "cannot commit transaction", errstr, errstr_size);
+                        return rill_collector_error(&w->coll, e, "cannot commit transaction", errstr, errstr_size);
                 }
                 rill_log(RILL_LOG_WARN, "txn_commit_retry", "thread=%s call=%d error=\"%s\"",
                          w->name, call, rd_kafka_error_string(e));
-                if (rill_now_mono_ms() > w->txn_deadline_ms + 2 * w->txn_timeout_ms + 30000) {
+                if (rill_now_mono_ms() > w->coll.txn_deadline_ms + 2 * w->coll.txn_timeout_ms + 30000) {
                         /* The commit is still pending and its outcome unknown: a
                          * new producer's init_transactions may complete it, and
                          * replaying the rewound input would then commit it twice.
                          * Not recoverable in-process: the next owner restores
                          * from what Kafka committed. */
                         w->fatal = 1;
-                        return txn_error(w, e, "commit did not complete after retries", errstr,
+                        return rill_collector_error(&w->coll, e, "commit did not complete after retries", errstr,
                                          errstr_size);
                 }
                 rd_kafka_error_destroy(e);
@@ -593,47 +471,47 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         FOREACH_TASK(w, t) {
                 if (t->stage != RILL_STAGE_RUNNING)
                         continue;
-                if (rill_task_flush(w, t, errstr, errstr_size))
+                if (rill_task_flush(&w->env, t, errstr, errstr_size))
                         return -1;
                 nresults += t->closing.cnt;
         }
         rill_fault("results_in_flight");
         int64_t t_flush = rill_now_mono_ms();
-        rd_kafka_resp_err_t ferr = rd_kafka_flush(w->producer, txn_wait_ms(w));
+        rd_kafka_resp_err_t ferr = rd_kafka_flush(w->coll.producer, rill_collector_wait_ms(&w->coll));
         if (ferr) {
                 snprintf(errstr, errstr_size, "producer flush: %s (within the transaction's "
                          "deadline, %lld ms after it began)", rd_kafka_err2str(ferr),
-                         (long long)(w->txn_timeout_ms - w->txn_timeout_ms / 5));
+                         (long long)(w->coll.txn_timeout_ms - w->coll.txn_timeout_ms / 5));
                 return -1;
         }
-        if (w->dr_failed) {
-                snprintf(errstr, errstr_size, "%s", w->dr_err);
+        if (w->coll.dr_failed) {
+                snprintf(errstr, errstr_size, "%s", w->coll.dr_err);
                 return -1;
         }
         /* 2. the offsets of every owned task with the transaction */
         int64_t t_pg = rill_now_mono_ms();
         int member = 0; /* the broker confirmed our group membership just now */
-        if (w->txn_open) {
+        if (w->coll.txn_open) {
                 if (send_offsets(w, errstr, errstr_size))
                         return -1;
                 member = 1;
         }
         /* 3. Postgres: results and fenced progress in one SQL transaction */
-        if (w->pg) {
+        if (w->env.pg) {
                 if (member && acquire_epochs(w, errstr, errstr_size))
                         return -1;
                 FOREACH_TASK(w, t) {
                         if (t->kind == RILL_TASK_AGG && t->epoch > 0 &&
                             t->stage == RILL_STAGE_RUNNING)
-                                rill_pgsink_add_progress(w->pg, t->topic, t->partition,
+                                rill_pgsink_add_progress(w->env.pg, t->topic, t->partition,
                                                          t->next_offset, t->epoch);
                 }
-                if (rill_pgsink_pending_results(w->pg) && !member) {
+                if (rill_pgsink_pending_results(w->env.pg) && !member) {
                         snprintf(errstr, errstr_size, "results without a Kafka transaction");
                         return -1;
                 }
                 int64_t pg0 = rill_now_mono_ms();
-                int rc = rill_pgsink_commit(w->pg, errstr, errstr_size);
+                int rc = rill_pgsink_commit(w->env.pg, errstr, errstr_size);
                 if (rc > 0) {
                         /* Fenced: a task's epoch is no longer the newest, so
                          * another worker took its partition at some point. Do not
@@ -655,11 +533,11 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         }
         /* 4. commit the Kafka transaction */
         int64_t t_txn = rill_now_mono_ms();
-        if (w->txn_open) {
+        if (w->coll.txn_open) {
                 rill_fault("before_kafka_commit");
                 if (commit_txn(w, errstr, errstr_size))
                         return -1;
-                w->txn_open = 0;
+                w->coll.txn_open = 0;
                 rill_fault("after_kafka_commit");
         }
         /* 5. RocksDB catches up. The transaction is committed: a failure here
@@ -670,11 +548,13 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         FOREACH_TASK(w, t) {
                 if (t->stage != RILL_STAGE_RUNNING)
                         continue;
-                if (rill_task_committed(t, errstr, errstr_size)) {
+                if (rill_task_committed(t, rill_collector_changelog_next(&w->coll, t->partition),
+                                        errstr, errstr_size)) {
                         w->fatal = 1;
                         return -1;
                 }
         }
+        rill_collector_ended(&w->coll); /* the stores have the changelog offsets */
         atomic_fetch_add(&w->m->commits, 1);
         atomic_fetch_add(&w->m->results, (long long)nresults);
         rill_hist_observe(&w->m->commit_ms, rill_now_mono_ms() - t0);
@@ -737,17 +617,17 @@ static int recover_producer(rill_worker_t *w, const char *why) {
                  (long long)backoff);
         sleep_ms(w, backoff);
         for (int i = 0; i < RILL_OUT_N; i++) {
-                if (w->out[i])
-                        rd_kafka_topic_destroy(w->out[i]);
-                w->out[i] = NULL;
+                if (w->coll.out[i])
+                        rd_kafka_topic_destroy(w->coll.out[i]);
+                w->coll.out[i] = NULL;
         }
-        rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
+        rd_kafka_purge(w->coll.producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT |
                                         RD_KAFKA_PURGE_F_NON_BLOCKING);
-        rd_kafka_destroy(w->producer);
-        w->producer = NULL;
-        w->txn_open = 0;
-        w->txn_fatal = 0;
-        w->dr_failed = 0;
+        rd_kafka_destroy(w->coll.producer);
+        w->coll.producer = NULL;
+        rill_collector_ended(&w->coll);
+        w->coll.txn_fatal = 0;
+        w->coll.dr_failed = 0;
         char errstr[512];
         if (make_producer(w, errstr, sizeof(errstr))) {
                 rill_app_fail(w->app, "thread %s: cannot make a new producer: %s", w->name, errstr);
@@ -776,15 +656,15 @@ static int recover_producer(rill_worker_t *w, const char *why) {
  * retries), 1 recovered (a new producer, go on), -1 the thread stops. */
 static int fail_or_recover(rill_worker_t *w, const char *errstr) {
         if (!w->fatal) {
-                if (w->txn_fatal)
-                        w->txn_open = 0; /* nothing can be aborted with that producer */
+                if (w->coll.txn_fatal)
+                        rill_collector_ended(&w->coll); /* nothing can be aborted with that producer */
                 abort_all(w, errstr);
         }
         if (w->fatal) {
                 rill_app_fail(w->app, "thread %s: unrecoverable error: %s", w->name, errstr);
                 return -1;
         }
-        if (w->txn_fatal) {
+        if (w->coll.txn_fatal) {
                 /* in the rebalance callback the group waits: run_loop
                  * recreates the producer right after it (txn_fatal stays) */
                 if (w->in_rebalance)
@@ -890,7 +770,7 @@ static void apply_position(rill_worker_t *w, rill_task_t *t, const rd_kafka_topi
         } else {
                 int64_t lo, hi;
                 char errstr[256];
-                if (!rill_restorer_end_offsets(w->restorer, e->topic, e->partition, 2000, &lo, &hi,
+                if (!rill_restorer_end_offsets(w->env.restorer, e->topic, e->partition, 2000, &lo, &hi,
                                                errstr, sizeof(errstr)))
                         t->next_offset = t->committed_offset = lo;
         }
@@ -938,7 +818,7 @@ static void load_positions(rill_worker_t *w) {
                         continue;
                 rd_kafka_resp_err_t te = err ? err : e->err;
                 if (te) {
-                        if (now - t->assigned_ms < w->txn_timeout_ms + 10000) {
+                        if (now - t->assigned_ms < w->coll.txn_timeout_ms + 10000) {
                                 if (now - w->positions_logged_ms >= 5000) {
                                         w->positions_logged_ms = now;
                                         rill_log(RILL_LOG_WARN, "committed_offsets_retry",
@@ -970,9 +850,9 @@ static void load_positions(rill_worker_t *w) {
 static int start_running(rill_worker_t *w, rill_task_t *t) {
         /* a task back from REWIND whose epoch was dropped (epoch_lost) takes
          * it after the broker confirms ownership, as every running task */
-        if (t->kind == RILL_TASK_AGG && w->pg && t->epoch == 0 && t->stage != RILL_STAGE_REWIND) {
+        if (t->kind == RILL_TASK_AGG && w->env.pg && t->epoch == 0 && t->stage != RILL_STAGE_REWIND) {
                 char errstr[512];
-                t->epoch = rill_pgsink_acquire_epoch(w->pg, t->topic, t->partition, errstr,
+                t->epoch = rill_pgsink_acquire_epoch(w->env.pg, t->topic, t->partition, errstr,
                                                      sizeof(errstr));
                 if (t->epoch < 0) {
                         rill_log(RILL_LOG_WARN, "epoch_deferred", "partition=%d error=\"%s\"",
@@ -1069,11 +949,11 @@ static void restore_some(rill_worker_t *w) {
                 if (!t)
                         return;
                 int mslot = metric_slot(w, t->kind, t->partition);
-                rill_restorer_progress(w->restorer, &w->m->restore_done[mslot],
+                rill_restorer_progress(w->env.restorer, &w->m->restore_done[mslot],
                                        &w->m->restore_total[mslot]);
-                int rc = rill_task_restore_begin(w, t, errstr, sizeof(errstr));
+                int rc = rill_task_restore_begin(&w->env, t, errstr, sizeof(errstr));
                 if (rc == 1) {
-                        rill_restorer_progress(w->restorer, NULL, NULL);
+                        rill_restorer_progress(w->env.restorer, NULL, NULL);
                         start_running(w, t);
                         return;
                 }
@@ -1082,11 +962,11 @@ static void restore_some(rill_worker_t *w) {
                         return;
                 }
         } else {
-                int rc = rill_task_restore_step(w, t, RESTORE_SLICE_MS, errstr, sizeof(errstr));
+                int rc = rill_task_restore_step(&w->env, t, RESTORE_SLICE_MS, errstr, sizeof(errstr));
                 if (rc == 2)
                         return;
                 w->restoring_task = NULL;
-                rill_restorer_progress(w->restorer, NULL, NULL);
+                rill_restorer_progress(w->env.restorer, NULL, NULL);
                 if (rc == 0) {
                         start_running(w, t);
                         return;
@@ -1123,8 +1003,8 @@ static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts
                          w->name, parts->elems[i].topic, parts->elems[i].partition,
                          t->stage == RILL_STAGE_RUNNING);
                 if (t == w->restoring_task) {
-                        rill_task_restore_abandon(w, t);
-                        rill_restorer_progress(w->restorer, NULL, NULL);
+                        rill_task_restore_abandon(&w->env, t);
+                        rill_restorer_progress(w->env.restorer, NULL, NULL);
                         w->restoring_task = NULL;
                 }
                 if (t->stage != RILL_STAGE_RUNNING)
@@ -1266,7 +1146,7 @@ static int set_all(rd_kafka_conf_t *c, const char *const *kv, char *errstr, size
 static int make_producer(rill_worker_t *w, char *errstr, size_t errstr_size) {
         rill_app_t *app = w->app;
         char ttl[32], err[512];
-        snprintf(ttl, sizeof(ttl), "%lld", (long long)w->txn_timeout_ms);
+        snprintf(ttl, sizeof(ttl), "%lld", (long long)w->coll.txn_timeout_ms);
         rd_kafka_conf_t *pc = base_conf(app);
         const char *pkv[] = {"transactional.id", w->txn_id,
                              "client.id", w->client_id,
@@ -1298,10 +1178,10 @@ static int make_producer(rill_worker_t *w, char *errstr, size_t errstr_size) {
                          app->nthreads, &mp, merr, sizeof(merr)) == 0)
                 for (const rill_kafka_default_t *d = mp.producer; d->key; d++)
                         default_kafka(app, pc, d->key, d->value);
-        rd_kafka_conf_set_dr_msg_cb(pc, dr_cb);
-        rd_kafka_conf_set_opaque(pc, w);
-        w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
-        if (!w->producer) {
+        rd_kafka_conf_set_dr_msg_cb(pc, rill_collector_dr_cb);
+        rd_kafka_conf_set_opaque(pc, &w->coll);
+        w->coll.producer = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
+        if (!w->coll.producer) {
                 snprintf(errstr, errstr_size, "cannot create producer: %s", err);
                 rd_kafka_conf_destroy(pc);
                 return -1;
@@ -1309,8 +1189,8 @@ static int make_producer(rill_worker_t *w, char *errstr, size_t errstr_size) {
         const char *out_names[RILL_OUT_N] = {app->repartition_topic, app->changelog_topic,
                                              app->output_topic, app->dlq_topic};
         for (int i = 0; i < RILL_OUT_N; i++) {
-                w->out[i] = rd_kafka_topic_new(w->producer, out_names[i], NULL);
-                if (!w->out[i]) {
+                w->coll.out[i] = rd_kafka_topic_new(w->coll.producer, out_names[i], NULL);
+                if (!w->coll.out[i]) {
                         snprintf(errstr, errstr_size, "cannot create topic handle %s: %s",
                                  out_names[i], rd_kafka_err2str(rd_kafka_last_error()));
                         return -1;
@@ -1324,6 +1204,13 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         w->app = app;
         w->index = index;
         w->m = &app->metrics[index];
+        if (rill_collector_init(&w->coll, app->partitions,
+                                rill_conf_get_int(app->conf, "transaction.timeout.ms"), w->m)) {
+                snprintf(errstr, errstr_size, "out of memory for stream thread %d", index);
+                free(w);
+                return NULL;
+        }
+        w->env = (rill_task_env_t){app, &w->coll, NULL, NULL, 0, 0};
         pthread_mutex_init(&w->tasks_lock, NULL);
         snprintf(w->name, sizeof(w->name), "%s-%d", app->process_id, index);
         w->src_slots = atomic_load(&app->sources);
@@ -1333,7 +1220,6 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         char *client_id = w->client_id;
         snprintf(w->txn_id, sizeof(w->txn_id), "%s-%s", app->app_id, w->name);
         rill_owners_client_id(app, w->name, w->client_id, sizeof(w->client_id)); /* + HTTP endpoint */
-        w->txn_timeout_ms = rill_conf_get_int(app->conf, "transaction.timeout.ms");
 
         /* consumer: one per thread, in the application's group */
         rd_kafka_conf_t *cc = base_conf(app);
@@ -1407,14 +1293,14 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
         /* it also reads the log start and end of input partitions (the idle
          * rule): one added while running must be known to it within 5 s */
         default_kafka(app, rc, "topic.metadata.refresh.interval.ms", "5000");
-        w->restorer = rill_restorer_new(rc,
+        w->env.restorer = rill_restorer_new(rc,
                                         rill_conf_get_int(app->conf, "restore.batch.records"),
                                         errstr, errstr_size);
-        if (!w->restorer)
+        if (!w->env.restorer)
                 goto fail;
         if (app->pgspec.dsn && *app->pgspec.dsn) {
-                w->pg = rill_pgsink_connect(&app->pgspec, errstr, errstr_size);
-                if (!w->pg)
+                w->env.pg = rill_pgsink_connect(&app->pgspec, errstr, errstr_size);
+                if (!w->env.pg)
                         goto fail;
         }
         return w;
@@ -1481,16 +1367,16 @@ static void destroy_clients(rill_worker_t *w) {
         rd_kafka_destroy_flags(w->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         w->consumer = NULL;
         for (int i = 0; i < RILL_OUT_N; i++)
-                if (w->out[i])
-                        rd_kafka_topic_destroy(w->out[i]);
-        memset(w->out, 0, sizeof(w->out));
-        if (w->producer) {
-                rd_kafka_purge(w->producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
-                rd_kafka_destroy(w->producer);
+                if (w->coll.out[i])
+                        rd_kafka_topic_destroy(w->coll.out[i]);
+        memset(w->coll.out, 0, sizeof(w->coll.out));
+        if (w->coll.producer) {
+                rd_kafka_purge(w->coll.producer, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+                rd_kafka_destroy(w->coll.producer);
         }
-        w->producer = NULL;
-        rill_restorer_destroy(w->restorer);
-        w->restorer = NULL;
+        w->coll.producer = NULL;
+        rill_restorer_destroy(w->env.restorer);
+        w->env.restorer = NULL;
 }
 
 void rill_worker_destroy(rill_worker_t *w) {
@@ -1507,13 +1393,14 @@ void rill_worker_destroy(rill_worker_t *w) {
         if (w->consumer) /* closed by the thread's tail, or never subscribed */
                 rd_kafka_destroy_flags(w->consumer, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
         for (int i = 0; i < RILL_OUT_N; i++)
-                if (w->out[i])
-                        rd_kafka_topic_destroy(w->out[i]);
-        if (w->producer)
-                rd_kafka_destroy(w->producer);
-        rill_restorer_destroy(w->restorer);
-        rill_pgsink_destroy(w->pg);
+                if (w->coll.out[i])
+                        rd_kafka_topic_destroy(w->coll.out[i]);
+        if (w->coll.producer)
+                rd_kafka_destroy(w->coll.producer);
+        rill_restorer_destroy(w->env.restorer);
+        rill_pgsink_destroy(w->env.pg);
         pthread_mutex_destroy(&w->tasks_lock);
+        rill_collector_free(&w->coll);
         free(w);
 }
 
@@ -1534,7 +1421,7 @@ static void check_sources(rill_worker_t *w) {
         if (now - w->sources_checked_ms < SOURCES_CHECK_MS || !w->input_rkt)
                 return;
         w->sources_checked_ms = now;
-        int64_t left = txn_left_ms(w);
+        int64_t left = rill_collector_left_ms(&w->coll);
         int bound = left < SOURCES_CALL_MS ? (int)left : SOURCES_CALL_MS;
         if (bound <= 0)
                 return;
@@ -1560,7 +1447,7 @@ static int init_transactions(rill_worker_t *w, int64_t deadline_ms) {
         for (int attempt = 0; !atomic_load(&w->app->stop); attempt++) {
                 if (deadline_ms && rill_now_mono_ms() >= deadline_ms)
                         return -1;
-                rd_kafka_error_t *e = rd_kafka_init_transactions(w->producer, (int)w->txn_timeout_ms);
+                rd_kafka_error_t *e = rd_kafka_init_transactions(w->coll.producer, (int)w->coll.txn_timeout_ms);
                 if (!e)
                         return 0;
                 rill_log(RILL_LOG_WARN, "init_transactions_failed",
@@ -1584,10 +1471,10 @@ static void warm_metadata(rill_worker_t *w) {
                 if (i == RILL_OUT_REPARTITION && w->app->keyed)
                         continue;
                 const struct rd_kafka_metadata *md = NULL;
-                rd_kafka_resp_err_t err = rd_kafka_metadata(w->producer, 0, w->out[i], &md, 5000);
+                rd_kafka_resp_err_t err = rd_kafka_metadata(w->coll.producer, 0, w->coll.out[i], &md, 5000);
                 if (err)
                         rill_log(RILL_LOG_WARN, "metadata_warmup_failed", "thread=%s topic=%s error=\"%s\"",
-                                 w->name, rd_kafka_topic_name(w->out[i]), rd_kafka_err2str(err));
+                                 w->name, rd_kafka_topic_name(w->coll.out[i]), rd_kafka_err2str(err));
                 if (md)
                         rd_kafka_metadata_destroy(md);
         }
@@ -1635,7 +1522,7 @@ static int handle_message(rill_worker_t *w, rd_kafka_message_t *m, char *errstr,
                 return 0;
         }
         atomic_fetch_add(&w->m->processed, 1);
-        return rill_task_process(w, t, m, errstr, errstr_size) ? 1 : 0;
+        return rill_task_process(&w->env, t, m, errstr, errstr_size) ? 1 : 0;
 }
 
 /* Messages popped but not to be processed: a batch during which a
@@ -1765,8 +1652,8 @@ static int consume(rill_worker_t *w, int wait_ms, char *errstr, size_t errstr_si
                 }
         }
         w->poll_ms += t1 - t0; /* the polls only, not a refetch's seek */
-        w->batch_mono_ms = rill_now_mono_ms();
-        w->batch_wall_ms = rill_now_wall_ms();
+        w->env.batch_mono_ms = rill_now_mono_ms();
+        w->env.batch_wall_ms = rill_now_wall_ms();
         if (n <= 0) {
                 w->empty_polls++;
                 return 0;
@@ -1790,7 +1677,7 @@ static void run_loop(rill_worker_t *w) {
         while (!atomic_load(&w->app->stop) && !w->fatal) {
                 /* an abort outside a failed cycle (a lost assignment, in the
                  * rebalance callback) may have left the producer unusable */
-                if (w->txn_fatal && !w->txn_open && recover_producer(w, "the last abort did not end"))
+                if (w->coll.txn_fatal && !w->coll.txn_open && recover_producer(w, "the last abort did not end"))
                         return;
                 int64_t now = rill_now_mono_ms();
                 int64_t wait = w->last_commit_ms + w->app->commit_ms - now;
@@ -1812,8 +1699,8 @@ static void run_loop(rill_worker_t *w) {
                 now = rill_now_mono_ms();
                 int advanced = 0;
                 FOREACH_TASK(w, t) {
-                        if (t->stage == RILL_STAGE_RUNNING && rill_task_idle_due(w, t, now))
-                                advanced |= rill_task_idle_advance(w, t, now, task_caught_up(w, t));
+                        if (t->stage == RILL_STAGE_RUNNING && rill_task_idle_due(&w->env, t, now))
+                                advanced |= rill_task_idle_advance(&w->env, t, now, task_caught_up(w, t));
                 }
                 /* an advance commits at once: its watermark then carries the
                  * input offset it was decided at, before any later record */
@@ -1839,7 +1726,7 @@ static void run_loop(rill_worker_t *w) {
                  * seeks: up to 10 s each) and restore slices only while no
                  * transaction is open, right after a commit: none of them can
                  * outlast a transaction's deadline */
-                if (!w->txn_open)
+                if (!w->coll.txn_open)
                         start_tasks(w);
         }
 }

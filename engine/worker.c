@@ -1022,8 +1022,8 @@ static void close_tasks(rill_worker_t *w, rd_kafka_topic_partition_list_t *parts
         }
 }
 
-static void seek_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *seek,
-                           const char *event, const char *what);
+static rd_kafka_error_t *seek_to(rill_worker_t *w, rd_kafka_topic_partition_list_t *seek);
+static void wait_for_rewind(rill_worker_t *w, rd_kafka_topic_partition_list_t *seek);
 
 /* Before a rebalance callback is served, librdkafka pauses every assigned
  * partition (cgrp thread) and, on the incremental (un)assign that the
@@ -1045,8 +1045,16 @@ static void seek_running_to_positions(rill_worker_t *w, const char *why) {
                 rd_kafka_topic_partition_list_add(l, t->topic, t->partition)->offset = t->next_offset;
                 t->eof_offset = -1; /* reported again after the seek */
         }
-        if (l->cnt)
-                seek_positions(w, l, "positions_resought", why);
+        if (l->cnt) {
+                rd_kafka_error_t *e = seek_to(w, l);
+                rill_log(e ? RILL_LOG_WARN : RILL_LOG_INFO, "positions_resought",
+                         "thread=%s reason=%s partitions=%d error=\"%s\"", w->name, why, l->cnt,
+                         e ? rd_kafka_error_string(e) : "");
+                if (e) {
+                        rd_kafka_error_destroy(e);
+                        wait_for_rewind(w, l);
+                }
+        }
         rd_kafka_topic_partition_list_destroy(l);
 }
 
@@ -1068,7 +1076,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          parts->cnt);
                 rd_kafka_topic_partition_list_t *paused = rd_kafka_topic_partition_list_new(4);
                 assign_tasks(w, parts, paused);
-                seek_running_to_positions(w, "reason=assignment");
+                seek_running_to_positions(w, "assignment");
                 e = rd_kafka_incremental_assign(rk, parts);
                 if (e)
                         close_tasks(w, paused); /* not ours after all */
@@ -1086,7 +1094,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         rill_log(RILL_LOG_WARN, "revocation_commit_failed",
                                  "thread=%s the new owner replays from the last commit", w->name);
                 close_tasks(w, parts);
-                seek_running_to_positions(w, lost ? "reason=lost" : "reason=revocation");
+                seek_running_to_positions(w, lost ? "lost" : "revocation");
                 e = rd_kafka_incremental_unassign(rk, parts);
         }
         if (e) {
@@ -1566,47 +1574,48 @@ static void refetch_batch(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n
                 rd_kafka_message_destroy(m);
         }
         if (seek->cnt) {
-                char what[64];
-                snprintf(what, sizeof(what), "records=%zd", n);
-                seek_positions(w, seek, "batch_refetched", what);
+                rd_kafka_error_t *e = seek_to(w, seek);
+                rill_log(e ? RILL_LOG_WARN : RILL_LOG_INFO, "batch_refetched",
+                         "thread=%s records=%zd partitions=%d error=\"%s\"", w->name, n,
+                         seek->cnt, e ? rd_kafka_error_string(e) : "");
+                if (e) {
+                        rd_kafka_error_destroy(e);
+                        wait_for_rewind(w, seek);
+                }
         }
         rd_kafka_topic_partition_list_destroy(seek);
 }
 
-/* Seek the partitions of seek (running tasks, each at its own position) and
- * log event (detail in what). A seek that fails is handled as any failed
- * rewind: the transaction is aborted and those tasks wait, paused, for the
- * loop to seek them (RILL_STAGE_REWIND). */
-static void seek_positions(rill_worker_t *w, rd_kafka_topic_partition_list_t *seek,
-                           const char *event, const char *what) {
+/* Seek the partitions of seek (running tasks, each at its own position).
+ * @returns NULL, or the error of the seek or of its first partition. */
+static rd_kafka_error_t *seek_to(rill_worker_t *w, rd_kafka_topic_partition_list_t *seek) {
         rd_kafka_error_t *e = rd_kafka_seek_partitions(w->consumer, seek, 10000);
         for (int i = 0; !e && i < seek->cnt; i++)
                 if (seek->elems[i].err)
                         e = rd_kafka_error_new(seek->elems[i].err, "%s [%d]: %s",
                                                seek->elems[i].topic, seek->elems[i].partition,
                                                rd_kafka_err2str(seek->elems[i].err));
-        rill_log(e ? RILL_LOG_WARN : RILL_LOG_INFO, event,
-                 "thread=%s %s partitions=%d error=\"%s\"", w->name, what, seek->cnt,
-                 e ? rd_kafka_error_string(e) : "");
-        if (e) {
-                rd_kafka_error_destroy(e);
-                abort_all(w, "a seek to the tasks' positions failed");
-                /* no uncommitted state is left: the tasks wait, paused */
-                rd_kafka_pause_partitions(w->consumer, seek);
-                for (int i = 0; i < seek->cnt; i++) {
-                        rill_task_t **slot =
-                            task_slot(w, seek->elems[i].topic, seek->elems[i].partition);
-                        rill_task_t *t = slot ? *slot : NULL;
-                        if (!t || t->stage != RILL_STAGE_RUNNING)
-                                continue; /* closed, or already waiting (abort_all) */
-                        t->refetch_from = t->next_offset >= 0 ? t->next_offset
-                                                              : seek->elems[i].offset;
-                        pthread_mutex_lock(&w->tasks_lock);
-                        t->stage = RILL_STAGE_REWIND;
-                        pthread_mutex_unlock(&w->tasks_lock);
-                        t->assigned_ms = rill_now_mono_ms();
-                        w->starting++;
-                }
+        return e;
+}
+
+/* A seek to the tasks' positions failed: handled as any failed rewind. The
+ * transaction is aborted and those tasks wait, paused, for the loop to seek
+ * them (RILL_STAGE_REWIND). */
+static void wait_for_rewind(rill_worker_t *w, rd_kafka_topic_partition_list_t *seek) {
+        abort_all(w, "a seek to the tasks' positions failed");
+        /* no uncommitted state is left: the tasks wait, paused */
+        rd_kafka_pause_partitions(w->consumer, seek);
+        for (int i = 0; i < seek->cnt; i++) {
+                rill_task_t **slot = task_slot(w, seek->elems[i].topic, seek->elems[i].partition);
+                rill_task_t *t = slot ? *slot : NULL;
+                if (!t || t->stage != RILL_STAGE_RUNNING)
+                        continue; /* closed, or already waiting (abort_all) */
+                t->refetch_from = t->next_offset >= 0 ? t->next_offset : seek->elems[i].offset;
+                pthread_mutex_lock(&w->tasks_lock);
+                t->stage = RILL_STAGE_REWIND;
+                pthread_mutex_unlock(&w->tasks_lock);
+                t->assigned_ms = rill_now_mono_ms();
+                w->starting++;
         }
 }
 

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
@@ -329,8 +330,9 @@ def test_bad_flags_and_unreachable_servers_fail_with_one_line():
         ([exe, "--no-such-flag"], 2, "--no-such-flag"),
         ([exe, "--pg-dsn", "host=x password=secret"], 1, "PGPASSWORD"),
         ([exe, "--bootstrap-servers", h.BOOTSTRAP, "--pg-dsn", h.PG_DSN, "--input-topic", "no-such-topic-zz",
-          "--state-dir", "/tmp/rill-flagtest"], 1, "no-such-topic-zz"),
-        ([exe, "--bootstrap-servers", "127.0.0.1:1", "--pg-dsn", h.PG_DSN, "--state-dir", "/tmp/rill-flagtest2"],
+          "--state-dir", tempfile.mkdtemp(prefix="rill-flagtest-")], 1, "no-such-topic-zz"),
+        ([exe, "--bootstrap-servers", "127.0.0.1:1", "--pg-dsn", h.PG_DSN,
+          "--state-dir", tempfile.mkdtemp(prefix="rill-flagtest-")],
          1, "cannot reach Kafka"),
         # timeouts that contradict each other (review finding 9)
         ([exe, "--pg-dsn", h.PG_DSN, "--commit-interval-ms", "6000"], 1, "at most half of transaction.timeout.ms"),
@@ -347,7 +349,7 @@ def test_bad_flags_and_unreachable_servers_fail_with_one_line():
     # Postgres unreachable
     names = h.app_topics(partitions=1)
     rc, out, err = h.run_program([exe, "--bootstrap-servers", h.BOOTSTRAP, "--input-topic", names["input"],
-                                  "--output-topic", names["output"], "--state-dir", "/tmp/rill-flagtest3",
+                                  "--output-topic", names["output"], "--state-dir", tempfile.mkdtemp(prefix="rill-flagtest-"),
                                   "--application-id", names["app"],
                                   "--pg-dsn", "host=127.0.0.1 port=1 dbname=x user=y"], timeout=60)
     assert rc == 1 and "cannot connect to Postgres at 127.0.0.1:1" in err, err

@@ -476,15 +476,20 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 nresults += t->closing.cnt;
         }
         rill_fault("results_in_flight");
-        /* 2. the offsets of every owned task with the transaction. Sent while
-         * the records produced above are still in flight: the offsets, and
-         * Postgres below, overlap the wait for their acknowledgements, which
-         * step 4 collects before the commit. Neither the protocol nor the
-         * exactly-once argument needs the records acknowledged first: they
-         * and the offsets commit or abort together, and Postgres ahead of an
-         * aborted transaction is the case of a crash before the Kafka commit
-         * (the replay upserts the same rows). */
         int64_t t_flush = rill_now_mono_ms();
+        rd_kafka_resp_err_t ferr = rd_kafka_flush(w->coll.producer, rill_collector_wait_ms(&w->coll));
+        if (ferr) {
+                snprintf(errstr, errstr_size, "producer flush: %s (within the transaction's "
+                         "deadline, %lld ms after it began)", rd_kafka_err2str(ferr),
+                         (long long)(w->coll.txn_timeout_ms - w->coll.txn_timeout_ms / 5));
+                return -1;
+        }
+        if (w->coll.dr_failed) {
+                snprintf(errstr, errstr_size, "%s", w->coll.dr_err);
+                return -1;
+        }
+        /* 2. the offsets of every owned task with the transaction */
+        int64_t t_pg = rill_now_mono_ms();
         int member = 0; /* the broker confirmed our group membership just now */
         if (w->coll.txn_open) {
                 if (send_offsets(w, errstr, errstr_size))
@@ -526,19 +531,7 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
                         return -1;
                 rill_hist_observe(&w->m->pg_ms, rill_now_mono_ms() - pg0);
         }
-        /* 4. every record of the transaction acknowledged, then the commit */
-        int64_t t_pg = rill_now_mono_ms();
-        rd_kafka_resp_err_t ferr = rd_kafka_flush(w->coll.producer, rill_collector_wait_ms(&w->coll));
-        if (ferr) {
-                snprintf(errstr, errstr_size, "producer flush: %s (within the transaction's "
-                         "deadline, %lld ms after it began)", rd_kafka_err2str(ferr),
-                         (long long)(w->coll.txn_timeout_ms - w->coll.txn_timeout_ms / 5));
-                return -1;
-        }
-        if (w->coll.dr_failed) {
-                snprintf(errstr, errstr_size, "%s", w->coll.dr_err);
-                return -1;
-        }
+        /* 4. commit the Kafka transaction */
         int64_t t_txn = rill_now_mono_ms();
         if (w->coll.txn_open) {
                 rill_fault("before_kafka_commit");
@@ -568,7 +561,7 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         update_gauges(w);
         int64_t t_end = rill_now_mono_ms();
         rill_log(RILL_LOG_DEBUG, "commit_phases",
-                 "thread=%s tasks_ms=%lld offsets_pg_ms=%lld flush_ms=%lld txn_ms=%lld apply_ms=%lld",
+                 "thread=%s tasks_ms=%lld flush_ms=%lld pg_ms=%lld txn_ms=%lld apply_ms=%lld",
                  w->name, (long long)(t_flush - t0), (long long)(t_pg - t_flush),
                  (long long)(t_txn - t_pg), (long long)(t_apply - t_txn),
                  (long long)(t_end - t_apply));

@@ -67,7 +67,7 @@ import time
 import uuid
 
 import psycopg
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -247,6 +247,7 @@ class Probe:
     long-lived consumers (creating one per check costs more than the check)."""
 
     def __init__(self, group):
+        self.group = group
         self.c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group,
                            "enable.auto.commit": False})
         self.ends = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": f"bench-probe-{TAG}",
@@ -263,11 +264,29 @@ class Probe:
         return self.parts[topic]
 
     def end_offsets(self, topic):
-        return {p: self.ends.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-                for p in self.partitions(topic)}
+        """The end offsets, or None when a read times out (polled again)."""
+        try:
+            return {p: self.ends.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                    for p in self.partitions(topic)}
+        except KafkaException as e:
+            if e.args and e.args[0].code() == KafkaError._TIMED_OUT:
+                say(f"end offsets of {topic} not readable yet ({e.args[0].str()}); polling again")
+                return None
+            raise
 
     def committed(self, topic):
-        offs = self.c.committed([TopicPartition(topic, p) for p in self.partitions(topic)], timeout=10)
+        """The group's committed offsets, or {} (nothing known yet) when the
+        read times out: a stable read waits while a transaction's offsets are
+        pending, and a group committing every 100 ms can keep one pending for
+        the whole 10 s (seen in a full run, at the closing events: the run
+        died there). The callers poll again within their own bound."""
+        try:
+            offs = self.c.committed([TopicPartition(topic, p) for p in self.partitions(topic)], timeout=10)
+        except KafkaException as e:
+            if e.args and e.args[0].code() in (KafkaError._TIMED_OUT, KafkaError.UNSTABLE_OFFSET_COMMIT):
+                say(f"{self.group}: committed offsets of {topic} not readable yet ({e.args[0].str()}); polling again")
+                return {}
+            raise
         return {tp.partition: tp.offset for tp in offs}
 
     def consumed(self, topic, transactional):
@@ -281,6 +300,8 @@ class Probe:
         if not parts:
             return False
         ends, com = self.end_offsets(topic), self.committed(topic)
+        if ends is None:
+            return False
         gaps = []
         for p in parts:
             e, c = ends[p], com.get(p, -1)

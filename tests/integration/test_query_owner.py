@@ -86,8 +86,14 @@ def test_any_worker_answers_for_any_key_through_a_rebalance_and_refuses_stale_re
     for w in ws:
         w.wait_ready()
     h.wait_until(lambda: all(get(p, "/readyz")[0] == 200 for p in ports), 60, "three ready")
+    # every aggregate partition owned, by more than one worker (so that some keys
+    # are remote for any worker). Not "by all three": librdkafka's cooperative-sticky
+    # assignor balances the count of partitions over both subscribed topics, not
+    # per topic, so when the workers join one after the other one of them can hold
+    # four source partitions and no aggregate one (seen in CI; docs/operations.md)
     h.wait_until(lambda: sum(len(owned_agg(p)) for p in ports) == P and
-                 all(owned_agg(p) for p in ports), 60, "every partition owned, by all three")
+                 sum(1 for p in ports if owned_agg(p)) >= 2, 60,
+                 "every partition owned, by at least two of the three")
 
     base = int(time.time()) - 1
     sellers = [f"s{i}" for i in range(36)]

@@ -35,6 +35,23 @@ BOOTSTRAP = env("RILL_BOOTSTRAP_SERVERS")
 PG_DSN = env("RILL_PG_DSN")
 
 
+def group_flags():
+    """The workers' group protocol flags. Classic (the default; librdkafka
+    2.0.2 knows no other): a short session and heartbeat, or tests crawl.
+    RILL_TEST_GROUP_PROTOCOL=consumer (a build against librdkafka >= 2.12 and
+    a Kafka 4 broker; RILL_TEST_REMOTE_ASSIGNOR names the broker's assignor):
+    KIP-848's protocol, whose session and heartbeat the broker holds
+    (deploy/local/kafka sets them short) and librdkafka refuses from the
+    client."""
+    proto = os.environ.get("RILL_TEST_GROUP_PROTOCOL", "classic")
+    if proto == "classic":
+        return ["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"]
+    if proto != "consumer":
+        raise RuntimeError(f"RILL_TEST_GROUP_PROTOCOL={proto!r}: want classic or consumer")
+    assignor = os.environ.get("RILL_TEST_REMOTE_ASSIGNOR")
+    return ["-X", "group.protocol=consumer", *(["-X", f"group.remote.assignor={assignor}"] if assignor else [])]
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     import socket
@@ -341,8 +358,7 @@ class Aggregator:
         self.flags = ["--application-id", app_id, "--bootstrap-servers", BOOTSTRAP,
                       *pg_flags, "--state-dir", self.state_dir,
                       "--input-topic", input_topic, "--output-topic", output_topic,
-                      "-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500",
-                      *flags]
+                      *group_flags(), *flags]
         self.env_extra = env_extra or {}
         self.prefix = list(prefix)
         self.proc = None

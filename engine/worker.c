@@ -1499,6 +1499,30 @@ static int handle_message(rill_worker_t *w, rd_kafka_message_t *m, char *errstr,
                         (*slot)->eof_offset = m->offset;
                 return 0;
         }
+        if (m->err == RD_KAFKA_RESP_ERR__FATAL) {
+                /* the consumer is unusable (librdkafka raises this for static
+                 * membership: FENCED_INSTANCE_ID when another member joined
+                 * with our group.instance.id, UNRELEASED_INSTANCE_ID on
+                 * KIP-848's protocol when the old member of that id is still
+                 * in the group). Polling on would keep the thread alive and
+                 * consuming nothing, and its producer (the same
+                 * transactional id as the other's) fencing the other in
+                 * turn: the process stops, so that a supervisor sees it; the
+                 * tasks' uncommitted work is aborted, nothing is lost. */
+                char reason[512];
+                rd_kafka_resp_err_t orig = rd_kafka_fatal_error(w->consumer, reason, sizeof(reason));
+                int dup = orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID ||
+                          (int)orig == 111; /* UNRELEASED_INSTANCE_ID: no name in 2.0.2 */
+                rill_app_fail(w->app, "thread %s: the consumer cannot go on: %s: %s%s", w->name,
+                              rd_kafka_err2name(orig), reason,
+                              dup ? " (hint: another worker uses the same --group-instance-id: give each "
+                                    "worker its own; after a crash, a worker restarted with its id "
+                                    "before the group's session timeout may be refused once: restart "
+                                    "it again)"
+                                  : "");
+                w->fatal = 1;
+                return 0;
+        }
         if (m->err) {
                 rill_log(RILL_LOG_WARN, "consumer_error", "thread=%s error=\"%s\"", w->name,
                          rd_kafka_message_errstr(m));

@@ -393,3 +393,31 @@ def test_static_membership_restart_within_session_timeout_causes_no_rebalance():
     assert sorted(re.findall(r"task_created .*partition=(\d+)", other.log())) == parts
     assert "thread=worker-b-0" in other.log()  # stable id -> stable transactional id
     assert first.stop() == 0 and other.stop() == 0
+
+
+def test_a_worker_fenced_by_a_duplicate_group_instance_id_stops_with_the_reason_and_nothing_is_lost():
+    # Two workers given the same --group-instance-id (a bad setting): the
+    # group keeps the one that joined last and fences the first one's
+    # consumer (FENCED_INSTANCE_ID, fatal in librdkafka). The fenced worker
+    # must stop with the reason and a hint, not stay up consuming nothing
+    # while its producer (the same transactional id) and the other's fence
+    # each other in turn; the totals stay exact. Failed before the fix: the
+    # first worker logged consumer_error and ran on.
+    names = h.app_topics(partitions=4)
+    sellers = ["a", "b", "c", "d", "e", "f"]
+    base = h.aligned_base(W)
+    events = gen_events(sellers, base, 1500, rng_seed=5)
+    first = start(names, "--input-keyed", "--group-instance-id", "dup")
+    h.produce(names["input"], [(s.encode(), h.event(s, a, t // 1000)) for s, a, t in events[:700]])
+    h.wait_consumed(names["app"], [names["input"]])
+    second = start(names, "--input-keyed", "--group-instance-id", "dup")
+    rc = first.wait_exit(60)
+    log = first.log()
+    assert rc not in (None, 0), f"the fenced worker still runs (rc {rc}):\n{log[-3000:]}"
+    assert "FENCED_INSTANCE_ID" in log and "same --group-instance-id" in log, log[-3000:]
+    assert second.proc.poll() is None, second.log()[-3000:]
+    h.produce(names["input"], [(s.encode(), h.event(s, a, t // 1000)) for s, a, t in events[700:]])
+    end_ts = base + 1500 * 37 + 3 * W
+    h.produce(names["input"], [(s.encode(), h.event(s, 1, end_ts // 1000)) for s in sellers])
+    check(names, events, close_before_ms=end_ts - W - G)
+    assert second.stop() == 0

@@ -68,6 +68,10 @@
 #define POSITIONS_CALL_MS 500  /* one attempt to read new tasks' committed offsets */
 #define RESTORE_SLICE_MS 100   /* restore reading per pass of the loop */
 #define REWIND_MAX_MS 60000    /* a task's failing seek is retried this long */
+/* Kafka's error code 111, UNRELEASED_INSTANCE_ID (KIP-848: the old member of
+ * a static group.instance.id is still in the group); librdkafka 2.0.2's
+ * rd_kafka_resp_err_t has no name for it, newer releases do */
+#define KAFKA_ERR_UNRELEASED_INSTANCE_ID 111
 
 struct rill_worker {
         rill_app_t *app;
@@ -1512,7 +1516,7 @@ static int handle_message(rill_worker_t *w, rd_kafka_message_t *m, char *errstr,
                 char reason[512];
                 rd_kafka_resp_err_t orig = rd_kafka_fatal_error(w->consumer, reason, sizeof(reason));
                 int dup = orig == RD_KAFKA_RESP_ERR_FENCED_INSTANCE_ID ||
-                          (int)orig == 111; /* UNRELEASED_INSTANCE_ID: no name in 2.0.2 */
+                          (int)orig == KAFKA_ERR_UNRELEASED_INSTANCE_ID;
                 rill_app_fail(w->app, "thread %s: the consumer cannot go on: %s: %s%s", w->name,
                               rd_kafka_err2name(orig), reason,
                               dup ? " (hint: another worker uses the same --group-instance-id: give each "

@@ -4,14 +4,16 @@
 Three workers, 12 input partitions, live input (sale_ts = now) at a fixed
 rate; one worker is SIGKILLed once and started again 2 s later (as a
 supervisor would). Per window: the time it became visible in Postgres minus
-its close time (window end + grace). Windows are grouped by when they closed:
+its close time (window end + grace); p99_ms is over every window of the run
+(per seller), the kill included. Windows are also grouped by when they closed:
 before the kill (steady state), from the kill until the latency is back to
 steady (held back), after. The verifier checks the end state: exact totals,
 Postgres = Kafka, zero late records.
 
 Usage (the local stack up, a build in build/ or RILL_BUILD_DIR):
   tests/bench/holdback.py [--rate 1000] [--seconds 90] [--kill-at 30]
-Prints one JSON line; docs/benchmarks.md quotes it."""
+Prints one JSON line; tests/bench/bench.py runs it in full mode and writes it
+into docs/benchmarks.md."""
 import argparse
 import json
 import os
@@ -85,14 +87,18 @@ def main():
         watcher.join(10)
         rep = sc.finish(timeout=300)
         W, G = a.window_ms, a.grace_ms
-        lat = {ws + W + G: v - (ws + W + G) for (s, ws), v in seen.items() if ws >= t0}
+        pairs = [(ws + W + G, v - (ws + W + G)) for (s, ws), v in seen.items() if ws >= t0]
+        lat = {}  # per window close: the latest of its sellers' results (the window whole)
+        for c, v in pairs:
+            lat[c] = max(lat.get(c, v), v)
         steady = [v for c, v in lat.items() if c < t_kill]
         p99 = pct(steady, 99) or 0
         after = sorted((c, v) for c, v in lat.items() if c >= t_kill)
         held = [(c, v) for c, v in after if v > max(2 * p99, 1000)]
         back = max((c for c, v in held), default=t_kill)
-        out = {"rate": a.rate, "partitions": 12, "workers": 3, "window_ms": W, "grace_ms": G,
-               "restart_after_s": a.restart_after,
+        out = {"rate": a.rate, "seconds": a.seconds, "sellers": 200, "partitions": 12, "workers": 3,
+               "window_ms": W, "grace_ms": G, "kill_at_s": a.kill_at, "restart_after_s": a.restart_after,
+               "p99_ms": pct([v for c, v in pairs], 99), "results": len(pairs),
                "steady_p50_ms": pct(steady, 50), "steady_p99_ms": p99,
                "held_windows": len({c for c, v in held}),
                "max_hold_ms": round(max((v for c, v in held), default=0)),

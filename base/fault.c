@@ -18,7 +18,7 @@ static const char *points[] = {"before_pg_commit",   "after_pg_commit", "before_
                                "after_kafka_commit", "mid_restore",     "in_rebalance",
                                "results_in_flight",  "closing_windows", "abort_unanswered",
                                "rewind_refused",     "fetch_behind",    "position_behind",
-                               "batch_refetch",      NULL};
+                               "batch_refetch",      "kafka_commit_lost", NULL};
 static char armed[64];
 static atomic_long remaining;
 static long pause_ms; /* RILL_FAULT_PAUSE_MS: freeze the calling thread instead of dying */
@@ -42,7 +42,8 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
                          "before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit, "
                          "mid_restore, "
                          "in_rebalance, results_in_flight, closing_windows, abort_unanswered, "
-                         "rewind_refused, fetch_behind, position_behind, batch_refetch",
+                         "rewind_refused, fetch_behind, position_behind, batch_refetch, "
+                         "kafka_commit_lost",
                          spec);
                 return -1;
         }
@@ -78,6 +79,11 @@ static int fires(const char *point, int fail) {
 }
 
 int rill_fault_fail(const char *point) { return fires(point, 1); }
+
+void rill_fault_die(void) {
+        kill(getpid(), SIGKILL);
+        _exit(137); /* not reached */
+}
 
 void rill_fault(const char *point) {
         if (fires(point, 0)) {

@@ -20,7 +20,12 @@
  * committed offset is older than the task's): first as the records dropped
  * before it ran, then as its consumer's fetch position; batch_refetch, the
  * n-th polled batch handled as one during which a rebalance callback ran
- * (not processed, its tasks sought back to their positions).
+ * (not processed, its tasks sought back to their positions);
+ * kafka_commit_lost, a Kafka commit the broker acknowledged and then lost
+ * (a coordinator that skipped its markers, the transaction aborted later:
+ * docs/troubleshooting.md): the transaction is aborted in place of the
+ * commit, the thread applies it to its stores as committed, and the
+ * process dies (rill_fault_die).
  */
 #ifndef RILL_FAULT_H
 #define RILL_FAULT_H
@@ -35,5 +40,9 @@ void rill_fault(const char *point);
 /** Reach a fail point. @returns 1 when it fires: the caller fails the call
  *  it guards as the real failure would. @locality any thread. */
 int rill_fault_fail(const char *point);
+
+/** Die on the spot as a fault point does (SIGKILL to itself), for a fail
+ *  point whose scenario ends with a crash. @locality any thread. */
+void rill_fault_die(void);
 
 #endif

@@ -121,6 +121,29 @@ int rill_task_restore_begin(rill_task_env_t *env, rill_task_t *t, char *errstr, 
                 if (!t->store)
                         return -1;
                 t->restore_full = wiped;
+                /* A store that applied input beyond the group's committed
+                 * offset holds the effects of a transaction that did not
+                 * commit: one the broker reported committed and then lost
+                 * (a coordinator that skipped its markers, ended by an abort:
+                 * docs/troubleshooting.md), or input the group was reset to
+                 * read again. The replay from the committed offset would
+                 * count that input twice; the changelog holds committed
+                 * transactions only, so the store is rebuilt from it. A
+                 * committed offset that could not be read
+                 * (source_progress_unknown) proves nothing either way. */
+                int64_t applied = rill_wstore_input_offset(t->store);
+                if (attempt == 0 && applied >= 0 &&
+                    (t->committed_offset < 0 || applied > t->committed_offset)) {
+                        rill_log(RILL_LOG_WARN, "store_ahead_of_committed_input",
+                                 "partition=%d store_input_offset=%lld committed_offset=%lld "
+                                 "action=wipe_and_restore_from_start",
+                                 t->partition, (long long)applied, (long long)t->committed_offset);
+                        rill_wstore_close(t->store);
+                        t->store = NULL;
+                        if (rill_wstore_wipe(dir, errstr, errstr_size))
+                                return -1;
+                        continue;
+                }
                 int rc = rill_restore_begin(env->restorer, t->store, app->changelog_topic,
                                             t->partition, app->restore_timeout_ms, errstr,
                                             errstr_size);
@@ -760,7 +783,11 @@ int rill_task_committed(rill_task_t *t, int64_t changelog_next, char *errstr,
         }
         int rc = 0;
         if (changelog_next >= 0) {
-                /* RocksDB now catches up with what the changelog committed */
+                /* RocksDB now catches up with what the changelog committed,
+                 * and notes the input offset committed with it (checked
+                 * against the group's at the next start: restore_begin) */
+                if (t->next_offset >= 0)
+                        rill_wstore_put_input_offset(t->store, t->next_offset);
                 rc = rill_wstore_apply(t->store, changelog_next, t->stream_time, errstr,
                                        errstr_size);
         }

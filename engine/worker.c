@@ -537,10 +537,18 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
         }
         /* 4. commit the Kafka transaction */
         int64_t t_txn = rill_now_mono_ms();
+        int lost = 0; /* fail point kafka_commit_lost (tests) */
         if (w->coll.txn_open) {
                 rill_fault("before_kafka_commit");
-                if (commit_txn(w, errstr, errstr_size))
+                if (rill_fault_fail("kafka_commit_lost")) {
+                        rd_kafka_error_t *e = rd_kafka_abort_transaction(
+                            w->coll.producer, rill_collector_wait_ms(&w->coll));
+                        if (e)
+                                rd_kafka_error_destroy(e);
+                        lost = 1;
+                } else if (commit_txn(w, errstr, errstr_size)) {
                         return -1;
+                }
                 w->coll.txn_open = 0;
                 rill_fault("after_kafka_commit");
         }
@@ -558,6 +566,8 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
                         return -1;
                 }
         }
+        if (lost)
+                rill_fault_die(); /* the stores applied what the broker lost */
         rill_collector_ended(&w->coll); /* the stores have the changelog offsets */
         atomic_fetch_add(&w->m->commits, 1);
         atomic_fetch_add(&w->m->results, (long long)nresults);

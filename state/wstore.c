@@ -51,6 +51,7 @@
 #define META_SOURCES "\xff" "sources"
 #define META_CLOSED_BOUND "\xff" "closed_bound"
 #define META_IDENTITY "\xff" "identity"
+#define META_INPUT_OFFSET "\xff" "input_offset"
 /* Window starts from here up encode to keys starting with 0xff: the meta
  * keys' range. None is ever written (apply refuses them) or scanned
  * (closed stops below 0xff). Same value as engine/window.h's
@@ -78,6 +79,7 @@ struct rill_wstore {
         int64_t changelog_offset;
         int64_t stream_time;
         int64_t closed_bound, closed_bound_staged; /* INT64_MIN: unknown / none staged */
+        int64_t input_offset, input_offset_staged; /* -1: unknown / none staged */
         char *sources, *sources_staged; /* committed / staged RILL_SOURCES_KEY value */
         size_t sources_len, sources_staged_len;
         centry_t **buckets;
@@ -506,9 +508,12 @@ rill_wstore_t *rill_wstore_open_opts(const char *dir, const char *identity,
                         ws->changelog_offset = meta_get_int(ws, META_OFFSET, -1, &err);
                         ws->stream_time = meta_get_int(ws, META_STREAM_TIME, INT64_MIN, &err);
                         ws->closed_bound_staged = INT64_MIN;
+                        ws->input_offset_staged = -1;
                         if (!err)
                                 ws->closed_bound =
                                     meta_get_int(ws, META_CLOSED_BOUND, INT64_MIN, &err);
+                        if (!err)
+                                ws->input_offset = meta_get_int(ws, META_INPUT_OFFSET, -1, &err);
                         if (!err)
                                 ws->sources = rocksdb_get(ws->db, ws->ropts, META_SOURCES,
                                                           strlen(META_SOURCES), &ws->sources_len,
@@ -786,6 +791,12 @@ void rill_wstore_put_closed_bound(rill_wstore_t *ws, int64_t bound) {
         ws->closed_bound_staged = bound;
 }
 
+int64_t rill_wstore_input_offset(const rill_wstore_t *ws) { return ws->input_offset; }
+
+void rill_wstore_put_input_offset(rill_wstore_t *ws, int64_t offset) {
+        ws->input_offset_staged = offset;
+}
+
 void rill_wstore_put_sources(rill_wstore_t *ws, const void *value, size_t len) {
         free(ws->sources_staged);
         ws->sources_staged = malloc(len ? len : 1);
@@ -881,6 +892,12 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         if (ws->sources_staged)
                 rocksdb_writebatch_put(b, META_SOURCES, strlen(META_SOURCES), ws->sources_staged,
                                        ws->sources_staged_len);
+        if (ws->input_offset_staged >= 0) {
+                unsigned char io[8];
+                rill_be64_put(io, ws->input_offset_staged);
+                rocksdb_writebatch_put(b, META_INPUT_OFFSET, strlen(META_INPUT_OFFSET), (char *)io,
+                                       8);
+        }
         char *err = NULL;
         rocksdb_write(ws->db, ws->wopts, b, &err);
         rocksdb_writebatch_destroy(b);
@@ -895,6 +912,10 @@ int rill_wstore_apply(rill_wstore_t *ws, int64_t changelog_offset, int64_t strea
         if (ws->closed_bound_staged != INT64_MIN) {
                 ws->closed_bound = ws->closed_bound_staged;
                 ws->closed_bound_staged = INT64_MIN;
+        }
+        if (ws->input_offset_staged >= 0) {
+                ws->input_offset = ws->input_offset_staged;
+                ws->input_offset_staged = -1;
         }
         if (ws->sources_staged) {
                 free(ws->sources);
@@ -911,6 +932,7 @@ void rill_wstore_discard(rill_wstore_t *ws) {
         free(ws->sources_staged);
         ws->sources_staged = NULL, ws->sources_staged_len = 0;
         ws->closed_bound_staged = INT64_MIN;
+        ws->input_offset_staged = -1;
 }
 
 /* ---- restore ---------------------------------------------------------------------- */

@@ -120,6 +120,14 @@ const void *rill_wstore_sources(const rill_wstore_t *ws, size_t *len);
 int64_t rill_wstore_closed_bound(const rill_wstore_t *ws);
 /** Stage a new close bound, written by the next rill_wstore_apply. */
 void rill_wstore_put_closed_bound(rill_wstore_t *ws, int64_t bound);
+/** The input offset of the last commit this store applied (the next
+ *  offset of the task's input partition that the same transaction
+ *  committed for the group), -1 when unknown (a new store, one of an older
+ *  version, or one written by restores only). */
+int64_t rill_wstore_input_offset(const rill_wstore_t *ws);
+/** Stage the input offset of the commit being applied: written by the next
+ *  rill_wstore_apply, dropped by rill_wstore_discard. */
+void rill_wstore_put_input_offset(rill_wstore_t *ws, int64_t offset);
 /** Stage a new sources value: written by the next rill_wstore_apply with
  *  the windows, dropped by rill_wstore_discard. Copies value. */
 void rill_wstore_put_sources(rill_wstore_t *ws, const void *value, size_t len);

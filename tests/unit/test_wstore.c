@@ -75,6 +75,31 @@ static void cache_then_apply_then_reopen(void **s) {
         rill_wstore_close(ws);
 }
 
+/* the input offset of the last applied commit survives a reopen; a staged
+ * one that is discarded, or an apply without one (a restore), keeps it */
+static void input_offset_of_applied_commits(void **s) {
+        (void)s;
+        int wiped;
+        rill_wstore_t *ws = open_store("app|cl|0", &wiped);
+        assert_int_equal(rill_wstore_input_offset(ws), -1);
+        rill_agg_t a = {100, 1, 5, 5};
+        rill_wstore_put(ws, 0, "s1", 2, &a);
+        rill_wstore_put_input_offset(ws, 42);
+        assert_int_equal(rill_wstore_input_offset(ws), -1); /* staged only */
+        assert_int_equal(rill_wstore_apply(ws, 7, 5, err, sizeof(err)), 0);
+        assert_int_equal(rill_wstore_input_offset(ws), 42);
+        rill_wstore_put_input_offset(ws, 50);
+        rill_wstore_discard(ws);
+        assert_int_equal(rill_wstore_apply(ws, 9, 5, err, sizeof(err)), 0);
+        assert_int_equal(rill_wstore_input_offset(ws), 42);
+        rill_wstore_close(ws);
+        ws = open_store("app|cl|0", &wiped);
+        assert_int_equal(wiped, 0);
+        assert_int_equal(rill_wstore_input_offset(ws), 42);
+        assert_int_equal(rill_wstore_changelog_offset(ws), 9);
+        rill_wstore_close(ws);
+}
+
 static void count_dirty(void *opaque, int64_t wstart, const char *key, size_t len,
                         const void *agg) {
         (void)wstart, (void)key, (void)len, (void)agg;
@@ -515,6 +540,7 @@ static void write_cache_bounded_by_budget(void **s) {
 int main(void) {
         const struct CMUnitTest tests[] = {
             cmocka_unit_test_setup_teardown(cache_then_apply_then_reopen, setup, teardown),
+            cmocka_unit_test_setup_teardown(input_offset_of_applied_commits, setup, teardown),
             cmocka_unit_test_setup_teardown(closed_merges_cache_over_db, setup, teardown),
             cmocka_unit_test_setup_teardown(clean_entries_across_commits, setup, teardown),
             cmocka_unit_test_setup_teardown(restore_batches_and_stream_time, setup, teardown),

@@ -112,6 +112,7 @@ int rill_task_restore_begin(rill_task_env_t *env, rill_task_t *t, char *errstr, 
         rill_app_t *app = env->app;
         char dir[1024], identity[600];
         store_paths(app, t, dir, sizeof(dir), identity, sizeof(identity));
+        int forced_full = 0; /* wiped here: the restore starts from nothing */
         for (int attempt = 0; attempt < 2; attempt++) {
                 int wiped = 0;
                 const rill_wstore_open_opts_t opts = {RILL_WSTORE_LOCK_WAIT_MS,
@@ -120,17 +121,22 @@ int rill_task_restore_begin(rill_task_env_t *env, rill_task_t *t, char *errstr, 
                                                  errstr_size);
                 if (!t->store)
                         return -1;
-                t->restore_full = wiped;
+                t->restore_full = wiped || forced_full;
                 /* A store that applied input beyond the group's committed
                  * offset holds the effects of a transaction that did not
                  * commit: one the broker reported committed and then lost
-                 * (a coordinator that skipped its markers, ended by an abort:
-                 * docs/troubleshooting.md), or input the group was reset to
-                 * read again. The replay from the committed offset would
-                 * count that input twice; the changelog holds committed
-                 * transactions only, so the store is rebuilt from it. A
-                 * committed offset that could not be read
-                 * (source_progress_unknown) proves nothing either way. */
+                 * (a coordinator that skipped its markers, ended by an abort,
+                 * or the offsets reset to just before it:
+                 * docs/troubleshooting.md). The replay from the committed
+                 * offset would count that input twice; the changelog holds
+                 * committed transactions only, so the store is rebuilt from
+                 * it. (Offsets reset further back are not made exact this
+                 * way: the changelog holds the effects of the input read
+                 * again. A lost commit that moved no input, a keyed task's
+                 * idle advance, is not seen either.) The committed offset is
+                 * known here (load_positions waits for it), except when the
+                 * group never committed and the log start could not be read:
+                 * the store is rebuilt then too. */
                 int64_t applied = rill_wstore_input_offset(t->store);
                 if (attempt == 0 && applied >= 0 &&
                     (t->committed_offset < 0 || applied > t->committed_offset)) {
@@ -142,6 +148,7 @@ int rill_task_restore_begin(rill_task_env_t *env, rill_task_t *t, char *errstr, 
                         t->store = NULL;
                         if (rill_wstore_wipe(dir, errstr, errstr_size))
                                 return -1;
+                        forced_full = 1;
                         continue;
                 }
                 int rc = rill_restore_begin(env->restorer, t->store, app->changelog_topic,
@@ -166,6 +173,7 @@ int rill_task_restore_begin(rill_task_env_t *env, rill_task_t *t, char *errstr, 
                          "partition=%d action=wipe_and_restore_from_start", t->partition);
                 if (rill_wstore_wipe(dir, errstr, errstr_size))
                         return -1;
+                forced_full = 1;
         }
         return -1;
 }

@@ -543,8 +543,11 @@ static int commit_cycle(rill_worker_t *w, char *errstr, size_t errstr_size) {
                 if (rill_fault_fail("kafka_commit_lost")) {
                         rd_kafka_error_t *e = rd_kafka_abort_transaction(
                             w->coll.producer, rill_collector_wait_ms(&w->coll));
-                        if (e)
+                        if (e) {
+                                rill_log(RILL_LOG_WARN, "fault_abort_failed", "thread=%s error=\"%s\"",
+                                         w->name, rd_kafka_error_string(e));
                                 rd_kafka_error_destroy(e);
+                        }
                         lost = 1;
                 } else if (commit_txn(w, errstr, errstr_size)) {
                         return -1;
@@ -807,11 +810,13 @@ static int start_running(rill_worker_t *w, rill_task_t *t);
  * all, bounded by POSITIONS_CALL_MS; tried again at the next pass). A
  * read_committed consumer gets no answer while the previous owner's offset
  * commit is still pending in an open transaction (UNSTABLE_OFFSET_COMMIT),
- * which lasts at most transaction.timeout.ms: a task waits up to that plus
- * 10 s after its assignment, then starts without them (logged as
+ * which lasts at most transaction.timeout.ms: a source task waits up to that
+ * plus 10 s after its assignment, then starts without them (logged as
  * source_progress_unknown; the consumer still waits for its committed
  * offset before it fetches, and the task learns its position from its first
- * record). */
+ * record). An aggregate task waits until they are readable (a hanging
+ * transaction of a broker: docs/troubleshooting.md), since its store must
+ * be checked against them before it restores. */
 static void load_positions(rill_worker_t *w) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(4);
         FOREACH_TASK(w, t) {
@@ -832,7 +837,12 @@ static void load_positions(rill_worker_t *w) {
                         continue;
                 rd_kafka_resp_err_t te = err ? err : e->err;
                 if (te) {
-                        if (now - t->assigned_ms < w->coll.txn_timeout_ms + 10000) {
+                        /* an aggregate task waits for it whatever the time:
+                         * its store is checked against it before it restores
+                         * (rill_task_restore_begin), and its consumer does not
+                         * fetch without it anyway */
+                        if (now - t->assigned_ms < w->coll.txn_timeout_ms + 10000 ||
+                            t->kind == RILL_TASK_AGG) {
                                 if (now - w->positions_logged_ms >= 5000) {
                                         w->positions_logged_ms = now;
                                         rill_log(RILL_LOG_WARN, "committed_offsets_retry",

@@ -526,7 +526,8 @@ rill_wstore_t *rill_wstore_open_opts(const char *dir, const char *identity,
                         else if (id && (len != strlen(identity) || memcmp(id, identity, len)))
                                 why = "identity differs", cls = OPEN_CORRUPT;
                         else if (ws->changelog_offset == INT64_MIN + 1 ||
-                                 ws->stream_time == INT64_MIN + 1)
+                                 ws->stream_time == INT64_MIN + 1 ||
+                                 ws->input_offset == INT64_MIN + 1)
                                 why = "malformed metadata", cls = OPEN_CORRUPT;
                         free(id);
                         if (!why) {

@@ -1132,16 +1132,23 @@ def targets(res):
 def run_holdback(timeout):
     """tests/bench/holdback.py in a process of its own: its JSON line, or
     {"error": ...} (the run goes on without it)."""
+    p = subprocess.Popen([sys.executable, os.path.join(os.path.dirname(__file__), "holdback.py")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)  # its workers and producer go with it on a timeout
     try:
-        r = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "holdback.py")],
-                           capture_output=True, text=True, timeout=timeout)
+        out, err = p.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.communicate(timeout=60)
         return {"error": f"holdback.py did not finish in {timeout} s"}
-    lines = [x for x in r.stdout.splitlines() if x.startswith("{")]
-    if r.returncode or not lines:
-        tail = (r.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"error": f"holdback.py exited {r.returncode}: {tail}"}
-    return json.loads(lines[-1])
+    lines = [x for x in out.splitlines() if x.startswith("{")]
+    if p.returncode or not lines:
+        tail = (err.strip().splitlines() or ["no output"])[-1]
+        return {"error": f"holdback.py exited {p.returncode}: {tail}"}
+    try:
+        return json.loads(lines[-1])
+    except ValueError as e:
+        return {"error": f"holdback.py printed no JSON line: {e}"}
 
 
 def render_holdback(hb):
@@ -1160,12 +1167,17 @@ def render_holdback(hb):
             f"Three workers, {hb['partitions']} input partitions, {hb['sellers']} sellers, live input at "
             f"{fmt(hb['rate'])} events/s for {hb['seconds']} s, {hb['window_ms']} ms windows, {hb['grace_ms']} ms "
             f"grace; one worker is SIGKILLed at {hb['kill_at_s']} s and started again {hb['restart_after_s']} s "
-            "later (as a supervisor would). Latency of a result = first seen in Postgres (polled every 50 ms) "
+            "later (as a supervisor would); "
+            + ("each worker with its own `group.instance.id`, as deploy/k8s runs them. "
+               if hb.get("static_membership") else "no `group.instance.id`. ")
+            + "Latency of a result = first seen in Postgres (polled every 50 ms) "
             "minus its window's close (end + grace).\n\n| | figure |\n| --- | ---: |\n"
             + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n\n"
-            "A held window waits for the killed worker's partitions: they stay with the dead member until "
-            "the group's session timeout expires (or the restarted worker, a new member without "
-            "`group.instance.id`, joins), then the new owner restores them.\n")
+            + ("A held window waits for the killed worker's partitions: the restarted worker takes them "
+               "back under its instance id (no rebalance of the others) and restores them from its local "
+               "store.\n" if hb.get("static_membership") else
+               "A held window waits for the killed worker's partitions: they stay with the dead member "
+               "until the group's session timeout expires, then the new owner restores them.\n"))
 
 
 def print_report(res):

@@ -3,8 +3,9 @@
 
 Three workers, 12 input partitions, live input (sale_ts = now) at a fixed
 rate; one worker is SIGKILLed once and started again 2 s later (as a
-supervisor would). Per window: the time it became visible in Postgres minus
-its close time (window end + grace); p99_ms is over every window of the run
+supervisor would), each with its own group.instance.id as deploy/k8s
+runs them (--no-static-membership: without). Per window: the time it
+became visible in Postgres minus its close time (window end + grace); p99_ms is over every window of the run
 (per seller), the kill included. Windows are also grouped by when they closed:
 before the kill (steady state), from the kill until the latency is back to
 steady (held back), after. The verifier checks the end state: exact totals,
@@ -42,12 +43,18 @@ def main():
     ap.add_argument("--restart-after", type=float, default=2)
     ap.add_argument("--window-ms", type=int, default=5000)
     ap.add_argument("--grace-ms", type=int, default=2000)
+    ap.add_argument("--static-membership", action=argparse.BooleanOptionalAction, default=True,
+                    help="each worker with its own --group-instance-id, as deploy/k8s runs them "
+                    "(the restarted worker takes its partitions back without waiting for the "
+                    "session timeout)")
     a = ap.parse_args()
     ports = [h.free_port() for _ in range(3)]
     sc = Scenario(partitions=12, workers=0, sellers=200, window_ms=a.window_ms, grace_ms=a.grace_ms)
-    for p in ports:
-        w = h.Aggregator(sc.names["app"], *sc.flags, "--http-port", str(p), input_topic=sc.names["input"],
-                         output_topic=sc.names["output"], table=sc.names["table"])
+    for i, p in enumerate(ports):
+        static = ("--group-instance-id", f"{sc.names['app']}-{i}") if a.static_membership else ()
+        w = h.Aggregator(sc.names["app"], *sc.flags, "--http-port", str(p), *static,
+                         input_topic=sc.names["input"], output_topic=sc.names["output"],
+                         table=sc.names["table"])
         sc.workers.append(w)
     seen, stop = {}, threading.Event()
 
@@ -98,6 +105,7 @@ def main():
         back = max((c for c, v in held), default=t_kill)
         out = {"rate": a.rate, "seconds": a.seconds, "sellers": 200, "partitions": 12, "workers": 3,
                "window_ms": W, "grace_ms": G, "kill_at_s": a.kill_at, "restart_after_s": a.restart_after,
+               "static_membership": a.static_membership,
                "p99_ms": pct([v for c, v in pairs], 99), "results": len(pairs),
                "steady_p50_ms": pct(steady, 50), "steady_p99_ms": p99,
                "held_windows": len({c for c, v in held}),

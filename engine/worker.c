@@ -1005,6 +1005,17 @@ static void restore_some(rill_worker_t *w) {
                 t->restore_after_ms = rill_now_mono_ms() + (1000LL << t->restore_started);
 }
 
+/* @returns 1 when a task waits for restore_some to begin its restore. */
+static int restore_due(rill_worker_t *w, int64_t now) {
+        if (!w->starting)
+                return 0;
+        FOREACH_TASK(w, t) {
+                if (t->stage == RILL_STAGE_RESTORE && now >= t->restore_after_ms)
+                        return 1;
+        }
+        return 0;
+}
+
 /* Bring new tasks to running: positions first, then restores. */
 static void start_tasks(rill_worker_t *w) {
         if (!w->starting)
@@ -1510,6 +1521,10 @@ static void warm_metadata(rill_worker_t *w) {
                 if (md)
                         rd_kafka_metadata_destroy(md);
         }
+        char errstr[512];
+        if (rill_restorer_warm(w->env.restorer, w->app->changelog_topic, 5000, errstr, sizeof(errstr)))
+                rill_log(RILL_LOG_WARN, "metadata_warmup_failed", "thread=%s restorer error=\"%s\"",
+                         w->name, errstr);
 }
 
 /* One consumed message. @returns 1 when processing failed (errstr). */
@@ -1738,8 +1753,9 @@ static void run_loop(rill_worker_t *w) {
                         return;
                 int64_t now = rill_now_mono_ms();
                 int64_t wait = w->last_commit_ms + w->app->commit_ms - now;
-                /* a restore in progress is not kept waiting by the poll */
-                int64_t cap = w->restoring_task ? 1 : 100;
+                /* a restore in progress or due is not kept waiting by the
+                 * poll (up to 100 ms between two tasks' restores, before) */
+                int64_t cap = w->restoring_task || restore_due(w, now) ? 1 : 100;
                 int failed = consume(w, (int)(wait < 1 ? 1 : wait > cap ? cap : wait), errstr,
                                      sizeof(errstr));
                 if (failed) {

@@ -28,6 +28,7 @@
 #include <time.h>
 
 #define RESTORE_BATCH 1000
+#define NUDGE_TIMEOUT_MS 100
 
 typedef struct rill_restore_job {
         int active;
@@ -45,6 +46,7 @@ struct rill_restorer {
         rd_kafka_t *hwm; /* read_uncommitted: its watermark query is the real end */
         int64_t batch_records;
         atomic_llong *done, *total;
+        rd_kafka_topic_t *warm[2]; /* rill_restorer_warm's handles, on rk and hwm */
 };
 
 static void end_job(rill_restorer_t *r);
@@ -107,10 +109,37 @@ void rill_restorer_destroy(rill_restorer_t *r) {
                 return;
         if (r->job.active)
                 end_job(r);
+        for (int i = 0; i < 2; i++)
+                if (r->warm[i])
+                        rd_kafka_topic_destroy(r->warm[i]);
         rd_kafka_consumer_close(r->rk);
         rd_kafka_destroy(r->rk);
         rd_kafka_destroy(r->hwm);
         free(r);
+}
+
+int rill_restorer_warm(rill_restorer_t *r, const char *topic, int timeout_ms, char *errstr,
+                       size_t errstr_size) {
+        rd_kafka_t *clients[2] = {r->rk, r->hwm};
+        for (int i = 0; i < 2; i++) {
+                if (!r->warm[i])
+                        r->warm[i] = rd_kafka_topic_new(clients[i], topic, NULL);
+                if (!r->warm[i]) {
+                        snprintf(errstr, errstr_size, "%s: cannot make a topic handle: %s", topic,
+                                 rd_kafka_err2str(rd_kafka_last_error()));
+                        return -1;
+                }
+                const struct rd_kafka_metadata *md = NULL;
+                rd_kafka_resp_err_t e = rd_kafka_metadata(clients[i], 0, r->warm[i], &md, timeout_ms);
+                if (md)
+                        rd_kafka_metadata_destroy(md);
+                if (e) {
+                        snprintf(errstr, errstr_size, "%s: cannot read its metadata: %s", topic,
+                                 rd_kafka_err2str(e));
+                        return -1;
+                }
+        }
+        return 0;
 }
 
 int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t partition,
@@ -199,6 +228,22 @@ void rill_restore_abandon(rill_restorer_t *r) {
         end_job(r);
 }
 
+/* librdkafka 2.0.2 stops fetching a partition whose queue holds
+ * queued.min.messages (or queued.max.messages.kbytes), and its broker thread
+ * then sleeps until an op or the next second: nothing wakes it when the
+ * queue drains (fetch.queue.backoff.ms arrived in 2.1.0). Seen: one restore
+ * in two runs of 12 partitions took 1,023 ms where the others took 40-70.
+ * With the queue empty, a ListOffsets request to the partition's leader is
+ * such an op: its broker thread wakes, decides again and fetches. A pause
+ * or a resume would wake it too, but bumps the partition's op version,
+ * which purges what is queued. The answer is not used; one local round
+ * trip per empty poll, bounded. */
+static void nudge_fetcher(rill_restorer_t *r) {
+        int64_t lo, hi;
+        (void)rd_kafka_query_watermark_offsets(r->rk, r->job.topic, r->job.partition, &lo, &hi,
+                                               NUDGE_TIMEOUT_MS);
+}
+
 int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t *stats,
                       char *errstr, size_t errstr_size) {
         rill_restore_job_t *j = &r->job;
@@ -232,6 +277,7 @@ int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t
                  * full batch), else wait for one message, within the slice */
                 ssize_t n = rd_kafka_consume_batch_queue(j->q, 0, msgs, RESTORE_BATCH);
                 if (n <= 0) {
+                        nudge_fetcher(r);
                         int64_t left = slice_end - rill_now_mono_ms();
                         int wait = left < 1 ? 1 : left > 200 ? 200 : (int)left;
                         n = (msgs[0] = rd_kafka_consumer_poll(r->rk, wait)) != NULL;

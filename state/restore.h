@@ -39,6 +39,15 @@ int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t par
                               int timeout_ms, int64_t *low, int64_t *high, char *errstr,
                               size_t errstr_size);
 
+/** Learn topic's partition leaders on both clients (one metadata round
+ *  trip each, bounded by timeout_ms), so that the first restore of a thread
+ *  fetches at once: without it, its first assign waited about 500 ms for
+ *  the leaders. The topic's handles are kept for the restorer's life.
+ *  @returns 0 or -1 (errstr; restores still work, only slower to start).
+ *  @locality the owning stream thread. */
+int rill_restorer_warm(rill_restorer_t *r, const char *topic, int timeout_ms, char *errstr,
+                       size_t errstr_size);
+
 /** Where restore reports progress (records done, records at most): atomics
  *  read by the metrics endpoint; NULL to stop reporting. */
 void rill_restorer_progress(rill_restorer_t *r, atomic_llong *done, atomic_llong *total);

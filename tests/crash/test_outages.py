@@ -59,28 +59,43 @@ def test_broker_restart_under_load():
     # the unfrozen case exact; the broker-side remedy is in that entry. The workers are thawed while the broker is down: they see
     # the outage, their open transactions fail and are replayed.
     with h.private_kafka("broker-restart") as kafka:
-        sc = Scenario(partitions=4, workers=2, sellers=8)
-        try:
-            sc.start()
-            sc.start_load(count=20000, rate=2000)
-            time.sleep(3)
-            for w in sc.workers:
-                w.signal(signal.SIGSTOP)
-            try:
-                # the commits in flight complete: no transaction of the
-                # coordinator is still writing its markers
-                h.wait_until(lambda: not completing_transactions(kafka), 30,
-                             "the commits in flight to complete")
-                kafka.run("stop-broker", "1", timeout=120)
-            finally:
-                for w in sc.workers:
-                    w.signal(signal.SIGCONT)
-            time.sleep(5)
-            kafka.run("start-broker", "1", timeout=120)
-            sc.drain_producer()
-            sc.finish(timeout=300)
-        finally:
-            sc.stop_all()
+        restart_broker_under_load(kafka, Scenario(partitions=4, workers=2, sellers=8), 1, down_s=5,
+                                  stop=stop_broker_frozen)
+
+
+def restart_broker_under_load(kafka, sc, broker, down_s, stop=None):
+    """Start sc's workers and a load, stop the broker (stop: how), start it
+    again down_s later, and check exact totals."""
+    try:
+        sc.start()
+        sc.start_load(count=20000, rate=2000)
+        time.sleep(3)
+        (stop or stop_broker)(kafka, sc, broker)
+        time.sleep(down_s)
+        kafka.run("start-broker", str(broker), timeout=120)
+        sc.drain_producer()
+        sc.finish(timeout=300)
+    finally:
+        sc.stop_all()
+
+
+def stop_broker(kafka, sc, broker):
+    kafka.run("stop-broker", str(broker), timeout=120)
+
+
+def stop_broker_frozen(kafka, sc, broker):
+    """The workers frozen while the broker stops, and it stopped once no
+    commit is completing; thawed while it is down (see above)."""
+    for w in sc.workers:
+        w.signal(signal.SIGSTOP)
+    try:
+        # the commits in flight complete: no transaction of the
+        # coordinator is still writing its markers
+        h.wait_until(lambda: not completing_transactions(kafka), 30, "the commits in flight to complete")
+        stop_broker(kafka, sc, broker)
+    finally:
+        for w in sc.workers:
+            w.signal(signal.SIGCONT)
 
 
 def completing_transactions(kafka):
@@ -182,15 +197,5 @@ def test_one_of_three_brokers_stopped_under_load():
     is stopped under load and started again."""
     with h.private_kafka("three-brokers", brokers=3) as kafka:
         assert h.BOOTSTRAP.count(",") == 2, h.BOOTSTRAP
-        sc = Scenario(partitions=6, workers=2, sellers=8, replication=3)
-        try:
-            sc.start()
-            sc.start_load(count=20000, rate=2000)
-            time.sleep(3)
-            kafka.run("stop-broker", "2", timeout=120)
-            time.sleep(6)
-            kafka.run("start-broker", "2", timeout=120)
-            sc.drain_producer()
-            sc.finish(timeout=300)
-        finally:
-            sc.stop_all()
+        restart_broker_under_load(kafka, Scenario(partitions=6, workers=2, sellers=8, replication=3), 2,
+                                  down_s=6)

@@ -1754,8 +1754,9 @@ static void run_loop(rill_worker_t *w) {
                 int64_t now = rill_now_mono_ms();
                 int64_t wait = w->last_commit_ms + w->app->commit_ms - now;
                 /* a restore in progress or due is not kept waiting by the
-                 * poll (up to 100 ms between two tasks' restores, before) */
-                int64_t cap = w->restoring_task || restore_due(w, now) ? 1 : 100;
+                 * poll (up to 100 ms between two tasks' restores, before);
+                 * restores run only with no transaction open (start_tasks) */
+                int64_t cap = !w->coll.txn_open && (w->restoring_task || restore_due(w, now)) ? 1 : 100;
                 int failed = consume(w, (int)(wait < 1 ? 1 : wait > cap ? cap : wait), errstr,
                                      sizeof(errstr));
                 if (failed) {

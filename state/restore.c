@@ -121,38 +121,57 @@ void rill_restorer_destroy(rill_restorer_t *r) {
 int rill_restorer_warm(rill_restorer_t *r, const char *topic, int timeout_ms, char *errstr,
                        size_t errstr_size) {
         rd_kafka_t *clients[2] = {r->rk, r->hwm};
-        for (int i = 0; i < 2; i++) {
+        int rc = 0;
+        errstr[0] = '\0';
+        for (int i = 0; i < 2; i++) { /* both, whatever the first one did */
                 if (!r->warm[i])
                         r->warm[i] = rd_kafka_topic_new(clients[i], topic, NULL);
-                if (!r->warm[i]) {
-                        snprintf(errstr, errstr_size, "%s: cannot make a topic handle: %s", topic,
-                                 rd_kafka_err2str(rd_kafka_last_error()));
-                        return -1;
-                }
+                rd_kafka_resp_err_t e = r->warm[i] ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_last_error();
                 const struct rd_kafka_metadata *md = NULL;
-                rd_kafka_resp_err_t e = rd_kafka_metadata(clients[i], 0, r->warm[i], &md, timeout_ms);
+                if (!e)
+                        e = rd_kafka_metadata(clients[i], 0, r->warm[i], &md, timeout_ms);
                 if (md)
                         rd_kafka_metadata_destroy(md);
-                if (e) {
+                if (e && !rc) {
                         snprintf(errstr, errstr_size, "%s: cannot read its metadata: %s", topic,
                                  rd_kafka_err2str(e));
-                        return -1;
+                        rc = -1;
                 }
         }
-        return 0;
+        return rc;
+}
+
+/* One ListOffsets of topic/partition at ts (-2 the log start, -1 its end),
+ * by rd_kafka_offsets_for_times: rd_kafka_query_watermark_offsets does not
+ * honour its timeout in librdkafka 2.0.2 (it retries a request to a leader
+ * that is down until the leader is back; fixed in 2.3.0). */
+static int list_offset(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t ts,
+                       int timeout_ms, int64_t *out, char *errstr, size_t errstr_size) {
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, topic, partition)->offset = ts;
+        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, timeout_ms);
+        if (!e)
+                e = l->elems[0].err;
+        if (!e && l->elems[0].offset < 0)
+                e = RD_KAFKA_RESP_ERR__NO_OFFSET;
+        if (e)
+                snprintf(errstr, errstr_size, "%s [%d]: cannot read the %s offset: %s", topic,
+                         partition, ts == -2 ? "start" : "end", rd_kafka_err2str(e));
+        else
+                *out = l->elems[0].offset;
+        rd_kafka_topic_partition_list_destroy(l);
+        return e ? -1 : 0;
 }
 
 int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t partition,
                               int timeout_ms, int64_t *low, int64_t *high, char *errstr,
                               size_t errstr_size) {
-        rd_kafka_resp_err_t e =
-            rd_kafka_query_watermark_offsets(r->hwm, topic, partition, low, high, timeout_ms);
-        if (e) {
-                snprintf(errstr, errstr_size, "%s [%d]: cannot read the end offset: %s", topic,
-                         partition, rd_kafka_err2str(e));
+        int64_t t0 = rill_now_mono_ms();
+        if (list_offset(r->hwm, topic, partition, -2, timeout_ms, low, errstr, errstr_size))
                 return -1;
-        }
-        return 0;
+        int64_t left = timeout_ms - (rill_now_mono_ms() - t0);
+        return list_offset(r->hwm, topic, partition, -1, left < 1 ? 1 : (int)left, high, errstr,
+                           errstr_size);
 }
 
 /* ---- one restore in slices --------------------------------------------------------- */
@@ -231,17 +250,21 @@ void rill_restore_abandon(rill_restorer_t *r) {
 /* librdkafka 2.0.2 stops fetching a partition whose queue holds
  * queued.min.messages (or queued.max.messages.kbytes), and its broker thread
  * then sleeps until an op or the next second: nothing wakes it when the
- * queue drains (fetch.queue.backoff.ms arrived in 2.1.0). Seen: one restore
- * in two runs of 12 partitions took 1,023 ms where the others took 40-70.
- * With the queue empty, a ListOffsets request to the partition's leader is
- * such an op: its broker thread wakes, decides again and fetches. A pause
- * or a resume would wake it too, but bumps the partition's op version,
- * which purges what is queued. The answer is not used; one local round
- * trip per empty poll, bounded. */
+ * queue drains (fetch.queue.backoff.ms came in 2.2.0). Seen: one restore in
+ * two runs of 12 partitions took 1,023 ms where the others took 40-70. With
+ * the queue empty, a ListOffsets request to the partition's leader is such
+ * an op: its broker thread wakes, decides again and fetches. A pause or a
+ * resume would wake it too, but bumps the partition's op version, which
+ * purges what is queued. rd_kafka_offsets_for_times, not
+ * rd_kafka_query_watermark_offsets: in 2.0.2 the latter ignores its timeout
+ * and retries a request to a leader that is down until it is back (fixed in
+ * 2.3.0); the former gives up at its deadline. The answer is not used; one
+ * round trip per empty poll, at most NUDGE_TIMEOUT_MS. */
 static void nudge_fetcher(rill_restorer_t *r) {
-        int64_t lo, hi;
-        (void)rd_kafka_query_watermark_offsets(r->rk, r->job.topic, r->job.partition, &lo, &hi,
-                                               NUDGE_TIMEOUT_MS);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, r->job.topic, r->job.partition)->offset = -1;
+        (void)rd_kafka_offsets_for_times(r->rk, l, NUDGE_TIMEOUT_MS);
+        rd_kafka_topic_partition_list_destroy(l);
 }
 
 int rill_restore_step(rill_restorer_t *r, int64_t slice_ms, rill_restore_stats_t *stats,

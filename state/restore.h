@@ -33,16 +33,16 @@ void rill_restorer_destroy(rill_restorer_t *r);
 
 /** The low and high watermark of topic/partition as a read_uncommitted
  *  reader sees them (high = the real end of the log, past any open
- *  transaction), from the broker (one round trip, bounded by timeout_ms).
+ *  transaction), from the broker (two round trips, bounded by timeout_ms).
  *  @returns 0 or -1 (errstr). @locality the owning stream thread. */
 int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t partition,
                               int timeout_ms, int64_t *low, int64_t *high, char *errstr,
                               size_t errstr_size);
 
 /** Learn topic's partition leaders on both clients (one metadata round
- *  trip each, bounded by timeout_ms), so that the first restore of a thread
- *  fetches at once: without it, its first assign waited about 500 ms for
- *  the leaders. The topic's handles are kept for the restorer's life.
+ *  trip each, bounded by timeout_ms), so that a thread's first restore does
+ *  not wait for a leader lookup, and keep the topic's handles for the
+ *  restorer's life (librdkafka refreshes their leaders).
  *  @returns 0 or -1 (errstr; restores still work, only slower to start).
  *  @locality the owning stream thread. */
 int rill_restorer_warm(rill_restorer_t *r, const char *topic, int timeout_ms, char *errstr,

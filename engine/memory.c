@@ -32,7 +32,7 @@
 #define MSG_COST 400
 #define CONSUMER_MIN (2 * MB) /* per stream thread */
 /* The throughput-tuned values of engine/worker.c: never more than these. */
-#define QUEUED_MIN_MESSAGES_MAX 300000
+#define QUEUED_MIN_MESSAGES_MAX 100000
 #define PARTITION_FETCH_MAX (256 * KB)
 #define RESTORE_KBYTES_MAX 32768
 

@@ -19,10 +19,11 @@
  *     10 %  the transactional producers' queues (split evenly)
  *
  * The consumer's share is the one throughput depends on: librdkafka 2.0.2
- * pauses every fetch of a consumer whose queue holds queued.min.messages,
- * and below ~300,000 per thread the thread waits for fetches (measured at
- * the default 1024 MB and 2 threads: 185,000 with a 15 % share cost 10-15 %
- * of the throughput). The producers' queues are capped at 100,000 messages
+ * pauses every fetch of a consumer whose queue holds queued.min.messages
+ * and sleeps up to a second; the stream thread wakes its fetchers once the
+ * queue has drained (engine/worker.c, nudge_fetchers), and then 100,000 per
+ * thread gives the throughput 300,000 gave without it (docs/performance.md
+ * section 13; the default 1024 MB and 2 threads reach it). The producers' queues are capped at 100,000 messages
  * (40 MB a thread), which 10 % still reaches at that default.
  *
  * RocksDB 7.8.3's C API has no write buffer manager (no

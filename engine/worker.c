@@ -60,6 +60,8 @@
 #include <unistd.h>
 
 #define BATCH_MAX 1000
+#define NUDGE_AFTER 5000       /* messages between two empty polls: the queue may have been full */
+#define NUDGE_TIMEOUT_MS 100
 #define TXN_CALL_MIN_MS 1000  /* the shortest bound given to a transaction call */
 #define TXN_RETRY_CALLS 10    /* retriable abort calls before giving up */
 #define BACKOFF_MAX_MS 5000
@@ -103,6 +105,7 @@ struct rill_worker {
         pthread_mutex_t tasks_lock; /* guards src/agg slot changes vs. queries */
         int64_t last_gauges_ms;
         int64_t poll_ms, commit_total_ms, empty_polls, started_ms;
+        int64_t since_empty, nudges; /* messages since the queue was last empty; nudge_fetchers calls */
 };
 
 pthread_t *rill_worker_thread(rill_worker_t *w) { return &w->thread; }
@@ -1300,8 +1303,11 @@ rill_worker_t *rill_worker_new(rill_app_t *app, int index, char *errstr, size_t 
          * A queued message costs ~350 bytes of memory, so the bound is a
          * trade: measured on 1M events, 2 threads (wall s / peak RSS MB):
          * 100k 5.8/220, 150k 4.9-5.7/200-215, 200k 3.8/240-270, 300k
-         * 2.9-3.0/305-320, unbounded with 32 MB 2.8-3.2/400-440. 300k it is;
-         * smaller fetches per partition (256 KB) overshoot the bound less.
+         * 2.9-3.0/305-320, unbounded with 32 MB 2.8-3.2/400-440. That was
+         * before nudge_fetchers, which wakes the fetchers once the queue has
+         * drained: 100k with it matched 300k without it, at half the peak
+         * RSS (docs/performance.md section 13). 100k it is; smaller fetches
+         * per partition (256 KB) overshoot the bound less.
          * Both at most, within memory.limit.mb's share (engine/memory.h).
          * All overridable with -X. */
         rill_memplan_t mp;
@@ -1696,6 +1702,30 @@ static int running_record(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n
         return 0;
 }
 
+/* librdkafka 2.0.2 stops fetching every partition of the consumer once its
+ * queue holds queued.min.messages (or queued.max.messages.kbytes), and each
+ * broker thread then sleeps until an op arrives or the next second: nothing
+ * wakes it when the application drains the queue (section 1 of
+ * docs/performance.md; fetch.queue.backoff.ms came in 2.2.0). When the queue
+ * runs empty after a stretch of at least NUDGE_AFTER messages (it may have
+ * been full), a ListOffsets request to every leader of the assignment (its
+ * answer unused) is such an op: each broker thread wakes, decides again and
+ * fetches. A pause or resume would wake them too, but bumps the partitions'
+ * op versions, which purges what is queued. One round trip per broker,
+ * bounded by NUDGE_TIMEOUT_MS; never at a low rate (the queue runs empty
+ * every few messages there). @locality the stream thread. */
+static void nudge_fetchers(rill_worker_t *w) {
+        rd_kafka_topic_partition_list_t *parts = NULL;
+        if (rd_kafka_assignment(w->consumer, &parts) || !parts)
+                return;
+        for (int i = 0; i < parts->cnt; i++)
+                parts->elems[i].offset = -1; /* the latest: any answer will do */
+        if (parts->cnt)
+                (void)rd_kafka_offsets_for_times(w->consumer, parts, NUDGE_TIMEOUT_MS);
+        rd_kafka_topic_partition_list_destroy(parts);
+        w->nudges++;
+}
+
 /* Consume what is queued, up to BATCH_MAX messages in one call (one queue
  * lock, not one per message); when nothing is queued, wait up to wait_ms
  * for one message with a single poll (it returns as soon as one arrives,
@@ -1722,6 +1752,13 @@ static int consume(rill_worker_t *w, int wait_ms, char *errstr, size_t errstr_si
                         msgs[0] = m;
                         n = 1;
                 }
+        }
+        if (n <= 0) {
+                if (w->since_empty >= NUDGE_AFTER)
+                        nudge_fetchers(w);
+                w->since_empty = 0;
+        } else {
+                w->since_empty += n;
         }
         w->poll_ms += t1 - t0; /* the polls only, not a refetch's seek */
         w->env.batch_mono_ms = rill_now_mono_ms();
@@ -1843,9 +1880,9 @@ void *rill_worker_main(void *arg) {
         rill_app_set_phase(w->app, w->index, RILL_PHASE_DESTROYING);
         destroy_clients(w);
         rill_log(RILL_LOG_INFO, "thread_stopped",
-                 "thread=%s run_ms=%lld poll_ms=%lld commit_ms=%lld empty_polls=%lld", w->name,
+                 "thread=%s run_ms=%lld poll_ms=%lld commit_ms=%lld empty_polls=%lld nudges=%lld", w->name,
                  (long long)(rill_now_mono_ms() - w->started_ms), (long long)w->poll_ms,
-                 (long long)w->commit_total_ms, (long long)w->empty_polls);
+                 (long long)w->commit_total_ms, (long long)w->empty_polls, (long long)w->nudges);
         rill_app_set_phase(w->app, w->index, RILL_PHASE_STOPPED);
         return NULL;
 }

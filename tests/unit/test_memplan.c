@@ -56,14 +56,14 @@ static void large_limits_keep_the_tuned_values(void **s) {
         rill_memplan_t p;
         assert_int_equal(rill_memplan(1024, 12, 1, &p, err, sizeof(err)), 0);
         assert_int_equal(p.write_buffer_bytes, 8 << 20);
-        assert_string_equal(val(p.consumer, "queued.min.messages"), "300000");
+        assert_string_equal(val(p.consumer, "queued.min.messages"), "100000");
         assert_string_equal(val(p.consumer, "max.partition.fetch.bytes"), "262144");
         assert_string_equal(val(p.producer, "queue.buffering.max.messages"), "100000");
         /* the product's defaults (1024 MB, 12 partitions, 2 threads): the
-         * full consumer queue throughput needs (185,000 with the old 15 % share
-         * cost 10-15 % of the throughput), the producers' cap */
+         * full consumer queue throughput needs with the fetchers nudged
+         * (performance.md section 13), the producers' cap */
         assert_int_equal(rill_memplan(1024, 12, 2, &p, err, sizeof(err)), 0);
-        assert_string_equal(val(p.consumer, "queued.min.messages"), "300000");
+        assert_string_equal(val(p.consumer, "queued.min.messages"), "100000");
         assert_string_equal(val(p.producer, "queue.buffering.max.messages"), "100000");
         assert_int_equal(rill_memplan(2048, 12, 1, &p, err, sizeof(err)), 0);
         assert_string_equal(val(p.restorer, "queued.max.messages.kbytes"), "32768");

@@ -326,6 +326,18 @@ static int forward(rill_http_t *h, const char *key, size_t key_len, int32_t p, t
                 if (ow.kind == RILL_OWNER_SELF) { /* assigned here, the task not open yet */
                         long long done = 0, total = 0;
                         int st = here(app, p, &done, &total);
+                        /* the cached description may be older than a
+                         * rebalance that moved p away: describe again first
+                         * (seen: a worker answered "rebalancing" for a
+                         * partition a new member was already restoring) */
+                        if (st == HERE_NONE && attempt == 0) {
+                                reason = "rebalancing";
+                                snprintf(why, sizeof(why),
+                                         "rebalancing: partition %d is assigned to this instance "
+                                         "(%s) but its task is not open yet; retry",
+                                         (int)p, app->process_id);
+                                continue;
+                        }
                         rill_jbuf_free(&path);
                         if (st == HERE_RESTORING)
                                 return refuse_restoring(app, b, p, done, total);

@@ -1,6 +1,7 @@
 """Outages of the servers themselves: PostgreSQL stopped and restarted under
 load, the Kafka broker restarted. Results stall, nothing is lost or doubled."""
 import os
+import shutil
 import signal
 import subprocess
 
@@ -199,3 +200,42 @@ def test_one_of_three_brokers_stopped_under_load():
         assert h.BOOTSTRAP.count(",") == 2, h.BOOTSTRAP
         restart_broker_under_load(kafka, Scenario(partitions=6, workers=2, sellers=8, replication=3), 2,
                                   down_s=6)
+
+
+def test_broker_down_during_a_restore_does_not_hold_the_thread():
+    # A restore reads the changelog with a consumer of its own; in librdkafka
+    # 2.0.2 rd_kafka_query_watermark_offsets ignores its timeout and retries
+    # a request to a leader that is down until the leader is back, and the
+    # restorer used it for its end offsets and, for a while, to wake its
+    # fetcher when its queue ran empty: a broker down during a restore held
+    # the stream thread in that call for the whole outage (seen failing with
+    # 99e84c0's restorer: no line from the restore during the outage). With
+    # rd_kafka_offsets_for_times the restore loop goes on (restore_progress
+    # every 5 s) and the restore ends once the broker is back; exact totals.
+    # Small fetches keep the restorer's queue running empty; a fail point
+    # holds the restore 8 s after its third batch while the broker stops.
+    with h.private_kafka("restore-outage") as kafka:
+        sc = Scenario(partitions=2, keyed=True)
+        try:
+            w = sc.load_then_stop(count=8000)
+            shutil.rmtree(w.state_dir)   # the next start restores everything
+            # and a session that outlasts the outage: the task stays assigned
+            w.flags += ["--restore-batch-records", "10", "-X", "max.partition.fetch.bytes=2048",
+                        "-X", "queued.max.messages.kbytes=1", "-X", "session.timeout.ms=60000"]
+            w.start(env_extra={"RILL_FAULT": "mid_restore:3", "RILL_FAULT_PAUSE_MS": "8000"}).wait_ready()
+            h.wait_until(lambda: "event=fault_fired" in w.log(), 60, "the restore to reach its third batch")
+            fired = time.monotonic()
+            kafka.run("stop-broker", "1", timeout=120)
+            # the pause ends 8 s after the fault; then 20 s with the broker down
+            time.sleep(max(0.0, fired + 8 - time.monotonic()))
+            mark = len(w.log())
+            time.sleep(20)
+            during = [line for line in w.log()[mark:].splitlines() if "event=librdkafka" not in line]
+            assert any("event=restore_progress" in line for line in during), \
+                "the stream thread logged nothing of its restore while the broker was down:\n" + \
+                "\n".join(during[-30:])
+            assert w.proc.poll() is None, w.log()[-3000:]
+            kafka.run("start-broker", "1", timeout=120)
+            sc.finish(timeout=300)
+        finally:
+            sc.stop_all()

@@ -71,3 +71,13 @@ int rill_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
         rd_kafka_NewTopic_destroy(nt);
         return rc;
 }
+
+rd_kafka_resp_err_t rill_kafka_list_offsets(rd_kafka_t *rk,
+                                            rd_kafka_topic_partition_list_t *parts, int64_t ts,
+                                            int timeout_ms) {
+        for (int i = 0; i < parts->cnt; i++)
+                parts->elems[i].offset = ts;
+        if (!parts->cnt)
+                return RD_KAFKA_RESP_ERR_NO_ERROR;
+        return rd_kafka_offsets_for_times(rk, parts, timeout_ms);
+}

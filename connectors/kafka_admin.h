@@ -18,4 +18,17 @@ int rill_kafka_partition_count(rd_kafka_t *rk, const char *topic, int timeout_ms
 int rill_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
                             const char *cleanup_policy, int timeout_ms, char *errstr,
                             size_t errstr_size);
+
+/** One ListOffsets request per leader for every partition of parts, each
+ *  asked at ts (-2 the log start, -1 its end, else a timestamp); answers in
+ *  parts->elems[i].offset / .err. By rd_kafka_offsets_for_times, because
+ *  rd_kafka_query_watermark_offsets does not honour its timeout in librdkafka
+ *  2.0.2 (it retries a request to a leader that is down until the leader is
+ *  back; fixed in 2.3.0): this call gives up at timeout_ms. Any request to a
+ *  partition's leader also wakes that leader's broker thread, which is how
+ *  the engine nudges a fetcher that librdkafka 2.0.2 left asleep.
+ *  @returns the request's error (0 when sent and answered). */
+rd_kafka_resp_err_t rill_kafka_list_offsets(rd_kafka_t *rk,
+                                            rd_kafka_topic_partition_list_t *parts, int64_t ts,
+                                            int timeout_ms);
 #endif

@@ -1718,10 +1718,8 @@ static void nudge_fetchers(rill_worker_t *w) {
         rd_kafka_topic_partition_list_t *parts = NULL;
         if (rd_kafka_assignment(w->consumer, &parts) || !parts)
                 return;
-        for (int i = 0; i < parts->cnt; i++)
-                parts->elems[i].offset = -1; /* the latest: any answer will do */
-        if (parts->cnt)
-                (void)rd_kafka_offsets_for_times(w->consumer, parts, NUDGE_TIMEOUT_MS);
+        /* the latest: any answer will do */
+        (void)rill_kafka_list_offsets(w->consumer, parts, -1, NUDGE_TIMEOUT_MS);
         rd_kafka_topic_partition_list_destroy(parts);
         w->nudges++;
 }

@@ -20,6 +20,7 @@
 #include "restore.h"
 #include "clock.h"
 #include "fault.h"
+#include "kafka_admin.h"
 #include "log.h"
 
 #include <stdio.h>
@@ -142,14 +143,12 @@ int rill_restorer_warm(rill_restorer_t *r, const char *topic, int timeout_ms, ch
 }
 
 /* One ListOffsets of topic/partition at ts (-2 the log start, -1 its end),
- * by rd_kafka_offsets_for_times: rd_kafka_query_watermark_offsets does not
- * honour its timeout in librdkafka 2.0.2 (it retries a request to a leader
- * that is down until the leader is back; fixed in 2.3.0). */
+ * bounded by timeout_ms (rill_kafka_list_offsets). */
 static int list_offset(rd_kafka_t *rk, const char *topic, int32_t partition, int64_t ts,
                        int timeout_ms, int64_t *out, char *errstr, size_t errstr_size) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, topic, partition)->offset = ts;
-        rd_kafka_resp_err_t e = rd_kafka_offsets_for_times(rk, l, timeout_ms);
+        rd_kafka_topic_partition_list_add(l, topic, partition);
+        rd_kafka_resp_err_t e = rill_kafka_list_offsets(rk, l, ts, timeout_ms);
         if (!e)
                 e = l->elems[0].err;
         if (!e && l->elems[0].offset < 0)
@@ -255,15 +254,13 @@ void rill_restore_abandon(rill_restorer_t *r) {
  * the queue empty, a ListOffsets request to the partition's leader is such
  * an op: its broker thread wakes, decides again and fetches. A pause or a
  * resume would wake it too, but bumps the partition's op version, which
- * purges what is queued. rd_kafka_offsets_for_times, not
- * rd_kafka_query_watermark_offsets: in 2.0.2 the latter ignores its timeout
- * and retries a request to a leader that is down until it is back (fixed in
- * 2.3.0); the former gives up at its deadline. The answer is not used; one
- * round trip per empty poll, at most NUDGE_TIMEOUT_MS. */
+ * purges what is queued. The answer is not used; one round trip per empty
+ * poll, at most NUDGE_TIMEOUT_MS (rill_kafka_list_offsets gives up at its
+ * deadline even while the leader is down). */
 static void nudge_fetcher(rill_restorer_t *r) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, r->job.topic, r->job.partition)->offset = -1;
-        (void)rd_kafka_offsets_for_times(r->rk, l, NUDGE_TIMEOUT_MS);
+        rd_kafka_topic_partition_list_add(l, r->job.topic, r->job.partition);
+        (void)rill_kafka_list_offsets(r->rk, l, -1, NUDGE_TIMEOUT_MS);
         rd_kafka_topic_partition_list_destroy(l);
 }
 

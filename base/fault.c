@@ -18,7 +18,7 @@ static const char *points[] = {"before_pg_commit",   "after_pg_commit", "before_
                                "after_kafka_commit", "mid_restore",     "in_rebalance",
                                "results_in_flight",  "closing_windows", "abort_unanswered",
                                "rewind_refused",     "fetch_behind",    "position_behind",
-                               "batch_refetch",      "kafka_commit_lost", NULL};
+                               "batch_refetch",      "kafka_commit_lost", "restore_begin", NULL};
 static char armed[64];
 static atomic_long remaining;
 static long pause_ms; /* RILL_FAULT_PAUSE_MS: freeze the calling thread instead of dying */
@@ -40,7 +40,7 @@ int rill_fault_init(char *errstr, size_t errstr_size) {
                 snprintf(errstr, errstr_size,
                          "invalid RILL_FAULT \"%s\": expected <point>[:<n>] with point one of "
                          "before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit, "
-                         "mid_restore, "
+                         "mid_restore, restore_begin, "
                          "in_rebalance, results_in_flight, closing_windows, abort_unanswered, "
                          "rewind_refused, fetch_behind, position_behind, batch_refetch, "
                          "kafka_commit_lost",

@@ -9,7 +9,8 @@
  * with RILL_FAULT_EVERY=1 as well, at every hit from the n-th on (a slow
  * step, e.g. a restore throttled at each of its batches).
  * Points: before_pg_commit, after_pg_commit, before_kafka_commit, after_kafka_commit,
- * mid_restore, in_rebalance, results_in_flight, closing_windows.
+ * mid_restore, restore_begin (a task's restore about to read its changelog's
+ * end offsets), in_rebalance, results_in_flight, closing_windows.
  * Fail points make a call fail instead (rill_fault_fail): abort_unanswered,
  * an abort of the transaction that the coordinator never answers, so the
  * thread gives up on it (with RILL_FAULT_EVERY=1, every abort from the n-th);

@@ -31,4 +31,9 @@ int rill_kafka_create_topic(rd_kafka_t *rk, const char *topic, int partitions,
 rd_kafka_resp_err_t rill_kafka_list_offsets(rd_kafka_t *rk,
                                             rd_kafka_topic_partition_list_t *parts, int64_t ts,
                                             int timeout_ms);
+
+/** 1 when err says only that the broker (or a partition's leader) could not
+ *  be reached or answered in time: worth trying again later, unlike an
+ *  error of the request itself. */
+int rill_kafka_err_unreachable(rd_kafka_resp_err_t err);
 #endif

@@ -94,6 +94,8 @@ typedef struct rill_task {
         int64_t refetch_from; /* the first record dropped before running, -1 none */
         int restore_started, restore_full; /* failed attempts; a full restore */
         int64_t restore_after_ms;          /* mono: the next attempt, after a failure */
+        int64_t unreachable_since_ms; /* mono: the first begin that found the changelog's
+                                         leader out of reach since the last success, 0 none */
         int close_due;        /* event time crossed a window end + grace since the last commit */
         const char *topic; /* points at app's topic names */
         int32_t partition;

@@ -166,7 +166,9 @@ int rill_task_restore_begin(rill_task_env_t *env, rill_task_t *t, char *errstr, 
                 }
                 rill_wstore_close(t->store);
                 t->store = NULL;
-                if (rc < 0 || attempt == 1)
+                if (rc < 0)
+                        return rc; /* -2: the changelog's leader out of reach */
+                if (attempt == 1)
                         return -1;
                 /* the store belongs to another incarnation of the changelog */
                 rill_log(RILL_LOG_WARN, "store_mismatch",

@@ -371,14 +371,14 @@ static int64_t task_position(rill_worker_t *w, rill_task_t *t) {
  * may have been busy elsewhere (a commit backoff, a long Postgres statement,
  * another task's restore) with this partition's backlog queued. */
 static int task_caught_up(rill_worker_t *w, rill_task_t *t) {
-        int64_t pos = task_position(w, t), lo, hi;
+        int64_t pos = task_position(w, t), hi;
         if (t->eof_offset > pos) /* the fetcher stepped over markers to get there */
                 pos = t->eof_offset;
         char errstr[256];
         int bound = w->coll.txn_open && rill_collector_left_ms(&w->coll) < 2000 ? (int)rill_collector_left_ms(&w->coll) : 2000;
         if (pos < 0 || bound <= 0 ||
-            rill_restorer_end_offsets(w->env.restorer, t->topic, t->partition, bound, &lo, &hi, errstr,
-                                      sizeof(errstr)))
+            rill_restorer_end_offsets(w->env.restorer, t->topic, t->partition, bound, NULL, &hi,
+                                      errstr, sizeof(errstr)))
                 return 0;
         return pos >= hi;
 }
@@ -788,10 +788,10 @@ static void apply_position(rill_worker_t *w, rill_task_t *t, const rd_kafka_topi
         if (e->offset >= 0) {
                 t->next_offset = t->committed_offset = e->offset;
         } else {
-                int64_t lo, hi;
+                int64_t lo;
                 char errstr[256];
-                if (!rill_restorer_end_offsets(w->env.restorer, e->topic, e->partition, 2000, &lo, &hi,
-                                               errstr, sizeof(errstr)))
+                if (!rill_restorer_end_offsets(w->env.restorer, e->topic, e->partition, 2000, &lo,
+                                               NULL, errstr, sizeof(errstr)))
                         t->next_offset = t->committed_offset = lo;
         }
         size_t plen = strlen(RILL_PROGRESS_META);
@@ -958,6 +958,29 @@ static int start_running(rill_worker_t *w, rill_task_t *t) {
         return 0;
 }
 
+/* A restore's begin found the changelog's leader out of reach (a broker
+ * down, errstr): not a failure of the task, which waits, for as long as
+ * restore.timeout.ms from the first such begin, trying again every few
+ * seconds (the thread goes on with its other tasks meanwhile); past that it
+ * counts as a failed attempt. @returns 1 when it counts.
+ * @locality the stream thread. */
+static int restore_unreachable(rill_worker_t *w, rill_task_t *t, const char *errstr) {
+        int64_t now = rill_now_mono_ms();
+        if (!t->unreachable_since_ms)
+                t->unreachable_since_ms = now;
+        int64_t waited = now - t->unreachable_since_ms;
+        if (waited >= w->app->restore_timeout_ms)
+                return 1;
+        int64_t backoff = waited < 4000 ? 1000 : 4000;
+        rill_log(RILL_LOG_WARN, "task_open_waiting",
+                 "thread=%s partition=%d waited_ms=%lld retry_in_ms=%lld error=\"%s\" "
+                 "hint=\"the broker holding the changelog's partition is out of reach; the task "
+                 "waits for it up to restore.timeout.ms\"",
+                 w->name, t->partition, (long long)waited, (long long)backoff, errstr);
+        t->restore_after_ms = now + backoff;
+        return 0;
+}
+
 /* Restore the stores of new aggregation tasks, one at a time, for at most
  * RESTORE_SLICE_MS per pass of the loop: the consumer keeps polling (no
  * eviction whatever the state size) and the thread's running tasks keep
@@ -978,7 +1001,12 @@ static void restore_some(rill_worker_t *w) {
                 int mslot = metric_slot(w, t->kind, t->partition);
                 rill_restorer_progress(w->env.restorer, &w->m->restore_done[mslot],
                                        &w->m->restore_total[mslot]);
+                rill_fault("restore_begin");
                 int rc = rill_task_restore_begin(&w->env, t, errstr, sizeof(errstr));
+                if (rc == -2 && !restore_unreachable(w, t, errstr))
+                        return;
+                if (rc >= 0)
+                        t->unreachable_since_ms = 0;
                 if (rc == 1) {
                         rill_restorer_progress(w->env.restorer, NULL, NULL);
                         start_running(w, t);

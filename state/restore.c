@@ -159,18 +159,22 @@ static int list_offset(rd_kafka_t *rk, const char *topic, int32_t partition, int
         else
                 *out = l->elems[0].offset;
         rd_kafka_topic_partition_list_destroy(l);
-        return e ? -1 : 0;
+        return !e ? 0 : rill_kafka_err_unreachable(e) ? -2 : -1;
 }
 
 int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t partition,
                               int timeout_ms, int64_t *low, int64_t *high, char *errstr,
                               size_t errstr_size) {
         int64_t t0 = rill_now_mono_ms();
-        if (list_offset(r->hwm, topic, partition, -2, timeout_ms, low, errstr, errstr_size))
-                return -1;
+        int rc = 0;
+        if (low)
+                rc = list_offset(r->hwm, topic, partition, -2, timeout_ms, low, errstr,
+                                 errstr_size);
         int64_t left = timeout_ms - (rill_now_mono_ms() - t0);
-        return list_offset(r->hwm, topic, partition, -1, left < 1 ? 1 : (int)left, high, errstr,
-                           errstr_size);
+        if (!rc && high)
+                rc = list_offset(r->hwm, topic, partition, -1, left < 1 ? 1 : (int)left, high,
+                                 errstr, errstr_size);
+        return rc;
 }
 
 /* ---- one restore in slices --------------------------------------------------------- */
@@ -185,10 +189,11 @@ int rill_restore_begin(rill_restorer_t *r, rill_wstore_t *ws, const char *topic,
         int64_t low = 0, high = 0;
         j->t0 = j->last_log = rill_now_mono_ms();
         char qerr[256];
-        if (rill_restorer_end_offsets(r, topic, partition, 10000, &low, &high, qerr,
-                                      sizeof(qerr))) {
+        int qrc = rill_restorer_end_offsets(r, topic, partition, RESTORE_BEGIN_TIMEOUT_MS, &low,
+                                            &high, qerr, sizeof(qerr));
+        if (qrc) {
                 snprintf(errstr, errstr_size, "restore %s", qerr);
-                return -1;
+                return qrc;
         }
         int64_t start = rill_wstore_changelog_offset(ws);
         if (start > high || (start >= 0 && start < low))

@@ -16,6 +16,10 @@
 #include <librdkafka/rdkafka.h>
 #include <stdatomic.h>
 
+/* How long a restore's begin may wait for the changelog's end offsets (the
+ * stream thread neither consumes nor commits meanwhile). */
+#define RESTORE_BEGIN_TIMEOUT_MS 5000
+
 typedef struct rill_restorer rill_restorer_t;
 
 typedef struct rill_restore_stats {
@@ -33,8 +37,11 @@ void rill_restorer_destroy(rill_restorer_t *r);
 
 /** The low and high watermark of topic/partition as a read_uncommitted
  *  reader sees them (high = the real end of the log, past any open
- *  transaction), from the broker (two round trips, bounded by timeout_ms).
- *  @returns 0 or -1 (errstr). @locality the owning stream thread. */
+ *  transaction), from the broker (one round trip for each of low and high
+ *  that is not NULL, bounded by timeout_ms together).
+ *  @returns 0, -2 the broker or the leader could not be reached in time
+ *  (worth trying again later), or -1 another error (errstr).
+ *  @locality the owning stream thread. */
 int rill_restorer_end_offsets(rill_restorer_t *r, const char *topic, int32_t partition,
                               int timeout_ms, int64_t *low, int64_t *high, char *errstr,
                               size_t errstr_size);
@@ -56,7 +63,9 @@ void rill_restorer_progress(rill_restorer_t *r, atomic_llong *done, atomic_llong
  *  thread restores between its polls, so its consumer keeps polling whatever
  *  the state size). rill_restore_begin reads the end and starts reading:
  *  @returns 0 started (call rill_restore_step), 2 nothing to read (done), 1
- *  the store does not belong to this changelog (see rill_restore), -1 error.
+ *  the store does not belong to this changelog (see rill_restore), -1 error,
+ *  -2 the changelog's leader could not be reached within
+ *  RESTORE_BEGIN_TIMEOUT_MS (a broker down: try again later).
  *  rill_restore_step reads for at most about slice_ms: @returns 2 more to
  *  read, 0 done (stats filled), -1 failed or past timeout_ms (errstr); the
  *  restore is over unless 2. rill_restore_abandon ends the restore in
@@ -70,7 +79,8 @@ void rill_restore_abandon(rill_restorer_t *r);
 
 /** Restore ws from topic/partition, all at once (begin + steps). @returns 0 done, 1 when the store is
  *  ahead of or behind the changelog (a different incarnation of the topic:
- *  the caller wipes the store and restores from the start), -1 on error.
+ *  the caller wipes the store and restores from the start), -1 on error,
+ *  -2 the changelog's leader could not be reached (as rill_restore_begin).
  *  @locality the owning stream thread. */
 int rill_restore(rill_restorer_t *r, rill_wstore_t *ws, const char *topic, int32_t partition,
                  int64_t timeout_ms, rill_restore_stats_t *stats, char *errstr,

@@ -248,3 +248,41 @@ def test_broker_down_during_a_restore_does_not_hold_the_thread():
             sc.finish(timeout=300)
         finally:
             sc.stop_all()
+
+
+def test_a_broker_down_when_a_restore_begins_does_not_stop_the_worker():
+    # A restore begins by reading its changelog's end offsets, a call bounded
+    # since the restorer stopped using rd_kafka_query_watermark_offsets (the
+    # test above). With the broker down it gives up, and that used to count
+    # as a failed attempt to open the task: three of them, 1 and 2 s apart,
+    # and the worker stopped itself ("cannot open task", ~36 s into the
+    # outage). A broker out of reach is not a fault of the task: it now
+    # waits (task_open_waiting) up to restore.timeout.ms and begins once the
+    # broker is back; the worker stays up, then exact totals.
+    # A pause at the fault point holds the first restore's begin while the
+    # broker stops; the session outlasts the outage, so the task stays
+    # assigned to this worker through it.
+    with h.private_kafka("restore-begin-outage") as kafka:
+        sc = Scenario(partitions=2, keyed=True)
+        try:
+            w = sc.load_then_stop(count=4000)
+            shutil.rmtree(w.state_dir)   # the next start restores everything
+            w.flags += ["-X", "session.timeout.ms=60000"]
+            w.start(env_extra={"RILL_FAULT": "restore_begin:1", "RILL_FAULT_PAUSE_MS": "6000"}).wait_ready()
+            h.wait_until(lambda: "event=fault_fired" in w.log(), 60, "a restore about to begin")
+            kafka.run("stop-broker", "1", timeout=120)
+            h.wait_until(lambda: w.proc.poll() is not None or "event=task_open_waiting" in w.log(), 60,
+                         "the restore's begin to find the broker down")
+            # longer than three begins used to take to stop the worker
+            deadline = time.monotonic() + 45
+            while time.monotonic() < deadline and w.proc.poll() is None:
+                time.sleep(1)
+            assert w.proc.poll() is None, f"the worker stopped while the broker was down:\n{w.log()[-3000:]}"
+            assert "cannot open task" not in w.log(), w.log()[-3000:]
+            kafka.run("start-broker", "1", timeout=120)
+            h.wait_until(lambda: w.log().count("event=task_restored") >= 1, 120,
+                         "the restore to end once the broker is back")
+            assert w.proc.poll() is None, w.log()[-3000:]
+            sc.finish(timeout=300)
+        finally:
+            sc.stop_all()

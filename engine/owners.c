@@ -35,7 +35,8 @@ struct rill_owners {
         rd_kafka_t *rk; /* admin client */
         const char *topic; /* the aggregation tasks' topic */
         pthread_mutex_t lock;
-        int64_t fetched_ms, tried_ms; /* mono; 0 = never */
+        int64_t fetched_ms, tried_ms; /* mono; 0 = never; tried: when the last describe ended */
+        char tried_err[512];          /* its error, "" when it succeeded */
         rill_owner_t *parts;          /* [app->partitions] */
         rill_owner_t peers[RILL_OWNERS_PEERS_MAX];
         int npeers;
@@ -158,14 +159,24 @@ static void fill_member(void *opaque, const char *client_id, const char *host,
         }
 }
 
-/* Describe again when due (or asked and not within REFRESH_MIN_MS).
+/* Describe again when due (or asked), but not within REFRESH_MIN_MS of the
+ * end of the last describe: the last description is the answer then, or,
+ * when there is none, the last describe's error.
+ * Handlers that queued on the lock behind a describe that failed (a broker
+ * down: each takes up to RILL_OWNERS_DESCRIBE_MS) get its error at once
+ * instead of describing again one after another.
  * @locks o->lock held. */
 static int refresh(rill_owners_t *o, int force, char *errstr, size_t errstr_size) {
         int64_t now = rill_now_mono_ms();
         int due = !o->fetched_ms || now - o->fetched_ms >= RILL_OWNERS_TTL_MS || force;
-        if (!due || (o->tried_ms && now - o->tried_ms < REFRESH_MIN_MS && o->fetched_ms))
+        if (!due)
                 return 0;
-        o->tried_ms = now;
+        if (o->tried_ms && now - o->tried_ms < REFRESH_MIN_MS) {
+                if (o->fetched_ms) /* the last description, however old */
+                        return 0;
+                snprintf(errstr, errstr_size, "%s", o->tried_err);
+                return -1;
+        }
         fill_t *f = calloc(1, sizeof(*f));
         f->o = o;
         f->parts = calloc((size_t)o->app->partitions, sizeof(*f->parts));
@@ -176,10 +187,13 @@ static int refresh(rill_owners_t *o, int force, char *errstr, size_t errstr_size
                 memcpy(o->peers, f->peers, sizeof(o->peers));
                 o->npeers = f->npeers;
                 o->fetched_ms = rill_now_mono_ms();
+                o->tried_err[0] = '\0';
         } else {
                 rill_log(RILL_LOG_WARN, "owners_unknown", "group=%s error=\"%s\"", o->app->app_id,
                          errstr);
+                snprintf(o->tried_err, sizeof(o->tried_err), "%s", errstr);
         }
+        o->tried_ms = rill_now_mono_ms();
         free(f->parts);
         free(f);
         return n < 0 ? -1 : 0;

@@ -286,3 +286,71 @@ def test_a_broker_down_when_a_restore_begins_does_not_stop_the_worker():
             sc.finish(timeout=300)
         finally:
             sc.stop_all()
+
+
+def test_queries_while_the_broker_is_down_are_refused_at_once():
+    # A worker asked for a key that another worker owns describes the group to
+    # find the owner (a description is reused 2 s). With the broker down a
+    # describe takes up to 2.5 s and fails; each HTTP handler (a thread each,
+    # two queries at once at most) described again, twice (the second time
+    # forced), one after the other on the owners cache's lock: two queries
+    # at once made four describes, the second answered after ~10 s. Now a
+    # handler behind a describe that failed (or within 200 ms of it) gets
+    # its error at once: one describe (one owners_unknown line) for both,
+    # each refused (503, owner_unknown).
+    import json
+    import threading
+    import urllib.error
+    import urllib.request
+    import zlib
+    parts = 4
+
+    def get(port, path, timeout=40):
+        t0 = time.monotonic()
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+                code, body = r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            code, body = e.code, e.read().decode()
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+            code, body = None, str(e)
+        return code, body, time.monotonic() - t0
+
+    def owned_agg(port):
+        code, body, _ = get(port, "/tasks", timeout=10)
+        if code != 200:
+            return set()
+        return {t["partition"] for t in json.loads(body)["tasks"] if t["kind"] == "aggregate"}
+
+    with h.private_kafka("query-outage") as kafka:
+        names = h.app_topics(partitions=parts)
+        ports = [h.free_port() for _ in range(2)]
+        ws = [h.Aggregator(names["app"], "--window-size-ms", "60000", "--idle-timeout-ms", "0",
+                           "--http-port", str(p), input_topic=names["input"], output_topic=names["output"],
+                           table=names["table"]).start() for p in ports]
+        try:
+            for w in ws:
+                w.wait_ready()
+            h.wait_until(lambda: owned_agg(ports[1]) - owned_agg(ports[0]), 60,
+                         "the second worker to own an aggregate partition the first does not")
+            remote = sorted(owned_agg(ports[1]) - owned_agg(ports[0]))[0]
+            key = next(f"s{i}" for i in range(1000) if zlib.crc32(f"s{i}".encode()) % parts == remote)
+            kafka.run("stop-broker", "1", timeout=120)
+            time.sleep(3)   # past the life of any description
+            mark = len(ws[0].log())
+            answers = []
+            threads = [threading.Thread(target=lambda: answers.append(get(ports[0], f"/query?key={key}")))
+                       for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(60)
+            summary = [(code, round(el, 1), body[-200:]) for code, body, el in answers]
+            describes = ws[0].log()[mark:].count("event=owners_unknown")
+            assert len(answers) == 2, summary
+            assert all(code == 503 and '"reason":"owner_unknown"' in body for code, body, _ in answers), summary
+            assert describes == 1, (describes, summary)
+            kafka.run("start-broker", "1", timeout=120)
+        finally:
+            for w in ws:
+                w.stop(timeout=60)

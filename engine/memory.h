@@ -23,8 +23,9 @@
  * and sleeps up to a second; the stream thread wakes its fetchers once the
  * queue has drained (engine/worker.c, nudge_fetchers), and then 100,000 per
  * thread gives the throughput 300,000 gave without it (docs/performance.md
- * section 13; the default 1024 MB and 2 threads reach it). The producers' queues are capped at 100,000 messages
- * (40 MB a thread), which 10 % still reaches at that default.
+ * section 13; the default 1024 MB and 2 threads reach it). The producers'
+ * queues are capped at 100,000 messages (40 MB a thread), which 10 % still
+ * reaches at that default.
  *
  * RocksDB 7.8.3's C API has no write buffer manager (no
  * rocksdb_write_buffer_manager_*, and rocksdb_options_set_db_write_buffer_size

@@ -61,7 +61,7 @@
 
 #define BATCH_MAX 1000
 #define NUDGE_AFTER 5000       /* messages between two empty polls: the queue may have been full */
-#define NUDGE_TIMEOUT_MS 100
+#define NUDGE_TIMEOUT_MS 5 /* enough to send the request (which wakes the fetcher); its answer is not used */
 #define TXN_CALL_MIN_MS 1000  /* the shortest bound given to a transaction call */
 #define TXN_RETRY_CALLS 10    /* retriable abort calls before giving up */
 #define BACKOFF_MAX_MS 5000
@@ -1739,9 +1739,11 @@ static int running_record(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n
  * been full), a ListOffsets request to every leader of the assignment (its
  * answer unused) is such an op: each broker thread wakes, decides again and
  * fetches. A pause or resume would wake them too, but bumps the partitions'
- * op versions, which purges what is queued. One round trip per broker,
- * bounded by NUDGE_TIMEOUT_MS; never at a low rate (the queue runs empty
- * every few messages there). @locality the stream thread. */
+ * op versions, which purges what is queued. The call sends the requests
+ * and waits at most NUDGE_TIMEOUT_MS for their answers (librdkafka drops a
+ * later one), so a slow or unreachable leader costs the thread 5 ms, not a
+ * round trip; never at a low rate (the queue is found empty every few
+ * messages there, which resets the count). @locality the stream thread. */
 static void nudge_fetchers(rill_worker_t *w) {
         rd_kafka_topic_partition_list_t *parts = NULL;
         if (rd_kafka_assignment(w->consumer, &parts) || !parts)
@@ -1772,6 +1774,11 @@ static int consume(rill_worker_t *w, int wait_ms, char *errstr, size_t errstr_si
                 refetch_batch(w, msgs, n);
                 n = 0;
         } else if (n <= 0) {
+                /* the queue ran empty: after a long stretch (it may have
+                 * been full) the fetchers may be asleep */
+                if (w->since_empty >= NUDGE_AFTER)
+                        nudge_fetchers(w);
+                w->since_empty = 0;
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(w->consumer, wait_ms);
                 t1 = rill_now_mono_ms();
                 if (m) {
@@ -1779,14 +1786,9 @@ static int consume(rill_worker_t *w, int wait_ms, char *errstr, size_t errstr_si
                         n = 1;
                 }
         }
-        if (n <= 0) {
-                if (w->since_empty >= NUDGE_AFTER)
-                        nudge_fetchers(w);
-                w->since_empty = 0;
-        } else {
+        if (n > 0)
                 w->since_empty += n;
-        }
-        w->poll_ms += t1 - t0; /* the polls only, not a refetch's seek */
+        w->poll_ms += t1 - t0; /* the polls and a nudge, not a refetch's seek */
         w->env.batch_mono_ms = rill_now_mono_ms();
         w->env.batch_wall_ms = rill_now_wall_ms();
         if (n <= 0) {

@@ -29,7 +29,7 @@
 #include <time.h>
 
 #define RESTORE_BATCH 1000
-#define NUDGE_TIMEOUT_MS 100
+#define NUDGE_TIMEOUT_MS 5 /* enough to send the request (which wakes the fetcher); its answer is not used */
 
 typedef struct rill_restore_job {
         int active;

@@ -88,7 +88,6 @@ int rill_kafka_err_unreachable(rd_kafka_resp_err_t err) {
         case RD_KAFKA_RESP_ERR__TIMED_OUT_QUEUE:
         case RD_KAFKA_RESP_ERR__TRANSPORT:
         case RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN:
-        case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION:
         case RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE:
         case RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION:
         case RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT:

@@ -34,6 +34,8 @@ rd_kafka_resp_err_t rill_kafka_list_offsets(rd_kafka_t *rk,
 
 /** 1 when err says only that the broker (or a partition's leader) could not
  *  be reached or answered in time: worth trying again later, unlike an
- *  error of the request itself. */
+ *  error of the request itself. Not __UNKNOWN_PARTITION: librdkafka 2.0.2
+ *  answers that for any partition without a usable leader, a deleted topic
+ *  or a denied one included; the partition's own error says which. */
 int rill_kafka_err_unreachable(rd_kafka_resp_err_t err);
 #endif

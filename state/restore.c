@@ -48,6 +48,7 @@ struct rill_restorer {
         int64_t batch_records;
         atomic_llong *done, *total;
         rd_kafka_topic_t *warm[2]; /* rill_restorer_warm's handles, on rk and hwm */
+        int begin_unreachable;     /* the last begin found the changelog's leader out of reach */
 };
 
 static void end_job(rill_restorer_t *r);
@@ -149,7 +150,9 @@ static int list_offset(rd_kafka_t *rk, const char *topic, int32_t partition, int
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, topic, partition);
         rd_kafka_resp_err_t e = rill_kafka_list_offsets(rk, l, ts, timeout_ms);
-        if (!e)
+        /* no usable leader: the partition's own error says why (no leader
+         * now, or a topic deleted or denied) */
+        if (!e || (e == RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION && l->elems[0].err))
                 e = l->elems[0].err;
         if (!e && l->elems[0].offset < 0)
                 e = RD_KAFKA_RESP_ERR__NO_OFFSET;
@@ -189,8 +192,13 @@ int rill_restore_begin(rill_restorer_t *r, rill_wstore_t *ws, const char *topic,
         int64_t low = 0, high = 0;
         j->t0 = j->last_log = rill_now_mono_ms();
         char qerr[256];
-        int qrc = rill_restorer_end_offsets(r, topic, partition, RESTORE_BEGIN_TIMEOUT_MS, &low,
-                                            &high, qerr, sizeof(qerr));
+        /* after a begin that found the leader out of reach, 1 s at most
+         * until one succeeds: tasks waiting for it leave the thread time */
+        int qrc = rill_restorer_end_offsets(
+            r, topic, partition,
+            r->begin_unreachable ? RESTORE_BEGIN_RETRY_TIMEOUT_MS : RESTORE_BEGIN_TIMEOUT_MS, &low,
+            &high, qerr, sizeof(qerr));
+        r->begin_unreachable = qrc == -2;
         if (qrc) {
                 snprintf(errstr, errstr_size, "restore %s", qerr);
                 return qrc;

@@ -17,8 +17,10 @@
 #include <stdatomic.h>
 
 /* How long a restore's begin may wait for the changelog's end offsets (the
- * stream thread neither consumes nor commits meanwhile). */
+ * stream thread neither consumes nor commits meanwhile); after a begin that
+ * found the leader out of reach, until one succeeds, the shorter bound. */
 #define RESTORE_BEGIN_TIMEOUT_MS 5000
+#define RESTORE_BEGIN_RETRY_TIMEOUT_MS 1000
 
 typedef struct rill_restorer rill_restorer_t;
 
@@ -64,8 +66,8 @@ void rill_restorer_progress(rill_restorer_t *r, atomic_llong *done, atomic_llong
  *  the state size). rill_restore_begin reads the end and starts reading:
  *  @returns 0 started (call rill_restore_step), 2 nothing to read (done), 1
  *  the store does not belong to this changelog (see rill_restore), -1 error,
- *  -2 the changelog's leader could not be reached within
- *  RESTORE_BEGIN_TIMEOUT_MS (a broker down: try again later).
+ *  -2 the changelog's leader could not be reached: none now, or no answer
+ *  within the begin's bound (a broker down: try again later).
  *  rill_restore_step reads for at most about slice_ms: @returns 2 more to
  *  read, 0 done (stats filled), -1 failed or past timeout_ms (errstr); the
  *  restore is over unless 2. rill_restore_abandon ends the restore in

@@ -32,6 +32,11 @@ rd_kafka_resp_err_t rill_kafka_list_offsets(rd_kafka_t *rk,
                                             rd_kafka_topic_partition_list_t *parts, int64_t ts,
                                             int timeout_ms);
 
+/* The bound of a ListOffsets sent only to wake a fetcher (its answer is not
+ * used): enough to send the request, which is what wakes the leader's broker
+ * thread; librdkafka drops a later answer. */
+#define RILL_KAFKA_NUDGE_TIMEOUT_MS 5
+
 /** 1 when err says only that the broker (or a partition's leader) could not
  *  be reached or answered in time: worth trying again later, unlike an
  *  error of the request itself. Not __UNKNOWN_PARTITION: librdkafka 2.0.2

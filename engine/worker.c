@@ -61,7 +61,6 @@
 
 #define BATCH_MAX 1000
 #define NUDGE_AFTER 5000       /* messages between two empty polls: the queue may have been full */
-#define NUDGE_TIMEOUT_MS 5 /* enough to send the request (which wakes the fetcher); its answer is not used */
 #define TXN_CALL_MIN_MS 1000  /* the shortest bound given to a transaction call */
 #define TXN_RETRY_CALLS 10    /* retriable abort calls before giving up */
 #define BACKOFF_MAX_MS 5000
@@ -1740,16 +1739,16 @@ static int running_record(rill_worker_t *w, rd_kafka_message_t **msgs, ssize_t n
  * answer unused) is such an op: each broker thread wakes, decides again and
  * fetches. A pause or resume would wake them too, but bumps the partitions'
  * op versions, which purges what is queued. The call sends the requests
- * and waits at most NUDGE_TIMEOUT_MS for their answers (librdkafka drops a
- * later one), so a slow or unreachable leader costs the thread 5 ms, not a
- * round trip; never at a low rate (the queue is found empty every few
+ * and waits at most RILL_KAFKA_NUDGE_TIMEOUT_MS for their answers, so a
+ * slow or unreachable leader costs the thread 5 ms, not a round trip;
+ * never at a low rate (the queue is found empty every few
  * messages there, which resets the count). @locality the stream thread. */
 static void nudge_fetchers(rill_worker_t *w) {
         rd_kafka_topic_partition_list_t *parts = NULL;
         if (rd_kafka_assignment(w->consumer, &parts) || !parts)
                 return;
         /* the latest: any answer will do */
-        (void)rill_kafka_list_offsets(w->consumer, parts, -1, NUDGE_TIMEOUT_MS);
+        (void)rill_kafka_list_offsets(w->consumer, parts, -1, RILL_KAFKA_NUDGE_TIMEOUT_MS);
         rd_kafka_topic_partition_list_destroy(parts);
         w->nudges++;
 }

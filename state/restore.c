@@ -29,7 +29,6 @@
 #include <time.h>
 
 #define RESTORE_BATCH 1000
-#define NUDGE_TIMEOUT_MS 5 /* enough to send the request (which wakes the fetcher); its answer is not used */
 
 typedef struct rill_restore_job {
         int active;
@@ -267,13 +266,13 @@ void rill_restore_abandon(rill_restorer_t *r) {
  * the queue empty, a ListOffsets request to the partition's leader is such
  * an op: its broker thread wakes, decides again and fetches. A pause or a
  * resume would wake it too, but bumps the partition's op version, which
- * purges what is queued. The answer is not used; one round trip per empty
- * poll, at most NUDGE_TIMEOUT_MS (rill_kafka_list_offsets gives up at its
- * deadline even while the leader is down). */
+ * purges what is queued. The answer is not used: the call waits at most
+ * RILL_KAFKA_NUDGE_TIMEOUT_MS per empty poll, even while the leader is
+ * down. */
 static void nudge_fetcher(rill_restorer_t *r) {
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, r->job.topic, r->job.partition);
-        (void)rill_kafka_list_offsets(r->rk, l, -1, NUDGE_TIMEOUT_MS);
+        (void)rill_kafka_list_offsets(r->rk, l, -1, RILL_KAFKA_NUDGE_TIMEOUT_MS);
         rd_kafka_topic_partition_list_destroy(l);
 }
 
